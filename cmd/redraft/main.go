@@ -1,0 +1,194 @@
+// Command redraft runs a Raft-replicated coordinator that speaks the Redis
+// protocol. With no flags it starts the embedded default: one bootstrapped
+// node on 127.0.0.1:6379 with its data in ./redraft-data.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redraft/redraft/raftnode"
+	"github.com/redraft/redraft/respserver"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "version":
+			fmt.Println("redraft", version)
+			return
+		case "serve":
+			args = args[1:]
+		default:
+			fmt.Fprintf(os.Stderr, "redraft: unknown subcommand %q (try: serve, version)\n", args[0])
+			os.Exit(2)
+		}
+	}
+	if err := serve(args); err != nil {
+		fmt.Fprintln(os.Stderr, "redraft:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	id, addr, raftAddr, dataDir, initialCluster string
+	reads, requirePass, protectedMode, logLevel string
+	electionWait, electionTimeout               time.Duration
+	snapshotThreshold, trailingLogs             uint64
+	maxClients                                  int
+	maxBulkLen                                  int64
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("redraft", flag.ContinueOnError)
+	fs.StringVar(&o.id, "id", "n1", "this node's id")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:6379", "RESP (client) listen address")
+	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7379", "Raft/RPC listen address")
+	fs.StringVar(&o.dataDir, "data-dir", "redraft-data", "where the Raft log, snapshots and state live")
+	fs.StringVar(&o.initialCluster, "initial-cluster", "", "id=raftaddr,... : the first configuration, bootstrapped by nodes with no state (the addresses peers dial)")
+	fs.StringVar(&o.reads, "reads", "linearizable", "read consistency: linearizable, lease or stale")
+	fs.StringVar(&o.requirePass, "requirepass", "", "password clients must AUTH with (prefer REDRAFT_REQUIREPASS: flags show in ps)")
+	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "with no password, accept only loopback clients (yes|no)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.electionWait, "election-wait", 5*time.Second, "how long commands wait for a leader before failing")
+	fs.DurationVar(&o.electionTimeout, "election-timeout", 400*time.Millisecond, "Raft heartbeat/election timeout")
+	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	fs.Uint64Var(&o.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
+	fs.IntVar(&o.maxClients, "maxclients", 10000, "maximum client connections")
+	fs.Int64Var(&o.maxBulkLen, "proto-max-bulk-len", 512<<20, "largest bulk string a client may send")
+	// Every flag may also come from REDRAFT_<NAME> (dashes as underscores);
+	// the command line wins.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "REDRAFT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s: %v", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func parseCluster(s string) ([]raftnode.Peer, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var peers []raftnode.Peer
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--initial-cluster: %q is not id=address", part)
+		}
+		peers = append(peers, raftnode.Peer{ID: id, Addr: addr})
+	}
+	return peers, nil
+}
+
+func serve(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", o.id)
+	slog.SetDefault(log)
+
+	peers, err := parseCluster(o.initialCluster)
+	if err != nil {
+		return err
+	}
+	mode := raftnode.ReadMode(o.reads)
+	if mode != raftnode.Linearizable && mode != raftnode.Lease && mode != raftnode.Stale {
+		return fmt.Errorf("--reads: %q is not linearizable, lease or stale", o.reads)
+	}
+	advertise := ""
+	if len(peers) > 0 {
+		for _, p := range peers {
+			if p.ID == o.id {
+				advertise = p.Addr
+			}
+		}
+		if advertise == "" {
+			return fmt.Errorf("--initial-cluster does not name this node (--id %s)", o.id)
+		}
+	}
+
+	srv := respserver.New(respserver.Config{
+		Addr: o.addr, RequirePass: o.requirePass, ProtectedMode: o.protectedMode != "no",
+		MaxClients: o.maxClients, MaxBulkLen: o.maxBulkLen, Version: version, Logger: log,
+	}, nil)
+	// Bind the client port first: with port 0 the node must know its real
+	// address to tell its peers.
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	node, err := raftnode.Open(raftnode.Config{
+		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir,
+		InitialCluster: peers, RESPAddr: srv.Addr().String(), Reads: mode,
+		ElectionWait: o.electionWait, ElectionTimeout: o.electionTimeout,
+		SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs, Logger: log,
+	})
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	srv.Attach(node)
+	if err := writeAddrs(o.dataDir, srv.Addr().String(), node.RaftAddr()); err != nil {
+		log.Warn("cannot write addrs.json", "err", err)
+	}
+	log.Info("redraft serving", "version", version, "resp", srv.Addr().String(), "raft", node.RaftAddr(), "data", o.dataDir)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		log.Info("stopping", "signal", sig.String())
+	case err := <-served:
+		log.Error("client listener failed", "err", err)
+	}
+	srv.Close()
+	return node.Close()
+}
+
+// writeAddrs records the bound addresses, so tools that started the node
+// on port 0 learn where it listens. Written atomically.
+func writeAddrs(dir, resp, raft string) error {
+	b, _ := json.Marshal(map[string]string{"resp": resp, "raft": raft})
+	tmp := filepath.Join(dir, "addrs.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "addrs.json"))
+}

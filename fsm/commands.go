@@ -1,0 +1,131 @@
+package fsm
+
+import (
+	"sort"
+	"strings"
+)
+
+// Flags say how a command touches state; the server routes on them.
+type Flags uint16
+
+const (
+	// Write commands change state: they go through the Raft log.
+	Write Flags = 1 << iota
+	// Read commands only read state: they run locally behind a read barrier.
+	Read
+	// NoScript commands may not be called from Lua.
+	NoScript
+	// Internal commands are proposed by redraft itself, never by clients.
+	Internal
+)
+
+// Command is one data command: its Redis metadata and its semantics.
+type Command struct {
+	Name     string // lower case, as Redis reports it
+	Arity    int    // Redis convention: n exact, -n at least n (name included)
+	Flags    Flags
+	FirstKey int // key positions for COMMAND INFO: first, last (-1 = to the end), step
+	LastKey  int
+	Step     int
+	Run      func(c *Ctx, args [][]byte)
+}
+
+// table is the one list of data commands. Connection-level commands (AUTH,
+// SELECT, CLIENT...) live with the server, which merges both into its own
+// lookup.
+var table = []*Command{
+	// strings
+	{Name: "get", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdGet},
+	{Name: "set", Arity: -3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdSet},
+	{Name: "setnx", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdSetNX},
+	{Name: "setex", Arity: 4, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdSetEX},
+	{Name: "psetex", Arity: 4, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPSetEX},
+	{Name: "getset", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdGetSet},
+	{Name: "getdel", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdGetDel},
+	{Name: "getex", Arity: -2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdGetEx},
+	{Name: "mget", Arity: -2, Flags: Read, FirstKey: 1, LastKey: -1, Step: 1, Run: cmdMGet},
+	{Name: "mset", Arity: -3, Flags: Write, FirstKey: 1, LastKey: -1, Step: 2, Run: cmdMSet},
+	{Name: "msetnx", Arity: -3, Flags: Write, FirstKey: 1, LastKey: -1, Step: 2, Run: cmdMSetNX},
+	{Name: "incr", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdIncr},
+	{Name: "decr", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdDecr},
+	{Name: "incrby", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdIncrBy},
+	{Name: "decrby", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdDecrBy},
+	{Name: "incrbyfloat", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdIncrByFloat},
+	{Name: "append", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdAppend},
+	{Name: "strlen", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdStrlen},
+	{Name: "getrange", Arity: 4, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdGetRange},
+	{Name: "setrange", Arity: 4, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdSetRange},
+
+	// keys
+	{Name: "del", Arity: -2, Flags: Write, FirstKey: 1, LastKey: -1, Step: 1, Run: cmdDel},
+	{Name: "unlink", Arity: -2, Flags: Write, FirstKey: 1, LastKey: -1, Step: 1, Run: cmdDel},
+	{Name: "exists", Arity: -2, Flags: Read, FirstKey: 1, LastKey: -1, Step: 1, Run: cmdExists},
+	{Name: "type", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdType},
+	{Name: "rename", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 2, Step: 1, Run: cmdRename},
+	{Name: "renamenx", Arity: 3, Flags: Write, FirstKey: 1, LastKey: 2, Step: 1, Run: cmdRenameNX},
+	{Name: "keys", Arity: 2, Flags: Read, Run: cmdKeys},
+	{Name: "scan", Arity: -2, Flags: Read, Run: cmdScan},
+	{Name: "expire", Arity: -3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdExpire},
+	{Name: "pexpire", Arity: -3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPExpire},
+	{Name: "expireat", Arity: -3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdExpireAt},
+	{Name: "pexpireat", Arity: -3, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPExpireAt},
+	{Name: "ttl", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdTTL},
+	{Name: "pttl", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPTTL},
+	{Name: "expiretime", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdExpireTime},
+	{Name: "pexpiretime", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPExpireTime},
+	{Name: "persist", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPersist},
+	{Name: "dbsize", Arity: 1, Flags: Read, Run: cmdDBSize},
+	{Name: "flushdb", Arity: -1, Flags: Write | NoScript, Run: cmdFlushDB},
+	{Name: "flushall", Arity: -1, Flags: Write | NoScript, Run: cmdFlushAll},
+
+	// proposed by the leader's expiry sweeper
+	{Name: "redraft.expire", Arity: -2, Flags: Write | Internal | NoScript, Run: cmdSweep},
+}
+
+var byName = func() map[string]*Command {
+	m := make(map[string]*Command, len(table))
+	for _, c := range table {
+		m[c.Name] = c
+	}
+	return m
+}()
+
+// Lookup finds a data command by name, in any case.
+func Lookup(name []byte) *Command {
+	if c, ok := byName[string(name)]; ok {
+		return c
+	}
+	return byName[strings.ToLower(string(name))]
+}
+
+// Commands lists the data commands in name order.
+func Commands() []*Command {
+	out := append([]*Command(nil), table...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ArityOK reports whether argc (name included) satisfies the command's arity.
+func (cmd *Command) ArityOK(argc int) bool {
+	if cmd.Arity >= 0 {
+		return argc == cmd.Arity
+	}
+	return argc >= -cmd.Arity
+}
+
+// run executes one command and returns its reply. The server has already
+// checked name and arity; scripts reach here directly, so check again.
+func (c *Ctx) run(args [][]byte) []byte {
+	c.out = nil
+	cmd := Lookup(args[0])
+	switch {
+	case cmd == nil:
+		return AppendError(nil, "ERR unknown command '"+string(args[0])+"'")
+	case !cmd.ArityOK(len(args)):
+		return AppendError(nil, ErrArity(cmd.Name))
+	case cmd.Flags&Write != 0 && !c.writable:
+		return AppendError(nil, "ERR write command '"+cmd.Name+"' on a read-only path")
+	}
+	cmd.Run(c, args)
+	return c.out
+}

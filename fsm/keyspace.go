@@ -1,0 +1,229 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/fnv"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Storage layout (one bbolt file):
+//
+//	db<N>    key -> record: type(1) deadline(8, unix ms, 0 = none) payload
+//	scan<N>  hash(8) key -> nil: the order SCAN walks, stable under inserts
+//	expires  deadline(8) db(1) key -> nil: the active-expiry index
+//	meta     applied, now, count<N>, dirty
+//
+// Keys are kept in key order so prefix patterns (KEYS nodered:context:*)
+// seek instead of scanning the keyspace.
+
+// Value types.
+const (
+	TypeString byte = 0
+)
+
+var typeNames = map[byte]string{TypeString: "string"}
+
+const headerLen = 9
+
+// record is a decoded value; payload aliases bbolt memory valid only inside
+// the transaction.
+type record struct {
+	typ      byte
+	deadline int64
+	payload  []byte
+}
+
+func decodeRecord(b []byte) (record, bool) {
+	if len(b) < headerLen {
+		return record{}, false
+	}
+	return record{typ: b[0], deadline: int64(binary.BigEndian.Uint64(b[1:9])), payload: b[headerLen:]}, true
+}
+
+func encodeRecord(typ byte, deadline int64, payload []byte) []byte {
+	b := make([]byte, headerLen, headerLen+len(payload))
+	b[0] = typ
+	binary.BigEndian.PutUint64(b[1:9], uint64(deadline))
+	return append(b, payload...)
+}
+
+// Ctx is what a command runs against: one transaction, one database, one
+// moment. Commands append their reply to out.
+type Ctx struct {
+	tx       *bolt.Tx
+	DB       int
+	Now      int64
+	writable bool
+	out      []byte
+	effects  []effect
+	index    int // position of the entry in its batch, for effects
+}
+
+func (c *Ctx) keys() *bolt.Bucket { return c.tx.Bucket(dbBuckets[c.DB]) }
+
+// lookup returns the live record for key, treating a passed deadline as
+// absence.
+func (c *Ctx) lookup(key []byte) (record, bool) {
+	v := c.keys().Get(key)
+	if v == nil {
+		return record{}, false
+	}
+	r, ok := decodeRecord(v)
+	if !ok || (r.deadline != 0 && r.deadline <= c.Now) {
+		return record{}, false
+	}
+	return r, true
+}
+
+// lookupString returns the string at key; wrongType is set when the key
+// holds another type.
+func (c *Ctx) lookupString(key []byte) (val []byte, found, wrongType bool) {
+	r, ok := c.lookup(key)
+	if !ok {
+		return nil, false, false
+	}
+	if r.typ != TypeString {
+		return nil, true, true
+	}
+	return r.payload, true, false
+}
+
+// put stores a record, maintaining the scan and expiry indexes and the key
+// count. A stale (expired) previous record is replaced as if absent.
+func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
+	b := c.keys()
+	old := b.Get(key)
+	if old != nil {
+		if r, ok := decodeRecord(old); ok && r.deadline != 0 && r.deadline != deadline {
+			must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
+		}
+	} else {
+		must(c.tx.Bucket(scanBuckets[c.DB]).Put(scanKey(key), nil))
+		c.addCount(1)
+	}
+	if deadline != 0 {
+		must(c.tx.Bucket(bucketExpires).Put(expiryKey(deadline, c.DB, key), nil))
+	}
+	must(b.Put(key, encodeRecord(typ, deadline, payload)))
+}
+
+// setDeadline changes a live key's deadline (0 removes it).
+func (c *Ctx) setDeadline(key []byte, r record, deadline int64) {
+	c.put(key, r.typ, deadline, append([]byte(nil), r.payload...))
+}
+
+// del removes key, whether live or stale, and reports whether it was live.
+func (c *Ctx) del(key []byte) bool {
+	b := c.keys()
+	old := b.Get(key)
+	if old == nil {
+		return false
+	}
+	r, _ := decodeRecord(old)
+	live := r.deadline == 0 || r.deadline > c.Now
+	if r.deadline != 0 {
+		must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
+	}
+	must(c.tx.Bucket(scanBuckets[c.DB]).Delete(scanKey(key)))
+	must(b.Delete(key))
+	c.addCount(-1)
+	return live
+}
+
+func (c *Ctx) addCount(d int64) {
+	m := c.tx.Bucket(bucketMeta)
+	n := int64(getU64(m.Get(countKeys[c.DB]))) + d
+	must(m.Put(countKeys[c.DB], putU64(uint64(n))))
+}
+
+func (c *Ctx) count(db int) int64 {
+	return int64(getU64(c.tx.Bucket(bucketMeta).Get(countKeys[db])))
+}
+
+// flush empties database db.
+func (c *Ctx) flush(db int) {
+	saved := c.DB
+	c.DB = db
+	defer func() { c.DB = saved }()
+	var keys [][]byte
+	cur := c.keys().Cursor()
+	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		c.del(k)
+	}
+}
+
+// eachKey calls fn for every live key matching pattern, in key order,
+// seeking to the pattern's literal prefix.
+func (c *Ctx) eachKey(pattern []byte, fn func(key []byte, r record) bool) {
+	prefix := literalPrefix(pattern)
+	all := len(pattern) == 1 && pattern[0] == '*'
+	cur := c.keys().Cursor()
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		r, ok := decodeRecord(v)
+		if !ok || (r.deadline != 0 && r.deadline <= c.Now) {
+			continue
+		}
+		if !all && !Match(pattern, k, false) {
+			continue
+		}
+		if !fn(k, r) {
+			return
+		}
+	}
+}
+
+// scanKey orders keys by a hash so that a SCAN cursor (the hash to resume
+// from) stays valid while keys come and go: every key present for the whole
+// iteration is returned, as Redis promises.
+func scanKey(key []byte) []byte {
+	b := make([]byte, 8, 8+len(key))
+	binary.BigEndian.PutUint64(b, scanHash(key))
+	return append(b, key...)
+}
+
+func scanHash(key []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(key)
+	// Cursor 0 means "start" and "done", so hashes live in [1, 2^63].
+	return h.Sum64()>>1 + 1
+}
+
+func expiryKey(deadline int64, db int, key []byte) []byte {
+	b := make([]byte, 9, 9+len(key))
+	binary.BigEndian.PutUint64(b, uint64(deadline))
+	b[8] = byte(db)
+	return append(b, key...)
+}
+
+// Expired lists up to max keys whose deadline is at or before now, grouped
+// by database: what the leader proposes to delete.
+func (f *FSM) Expired(now int64, max int) map[int][][]byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[int][][]byte{}
+	f.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketExpires).Cursor()
+		n := 0
+		for k, _ := cur.First(); k != nil && n < max; k, _ = cur.Next() {
+			if int64(binary.BigEndian.Uint64(k[:8])) > now {
+				break
+			}
+			db := int(k[8])
+			out[db] = append(out[db], append([]byte(nil), k[9:]...))
+			n++
+		}
+		return nil
+	})
+	return out
+}
+
+func must(err error) {
+	if err != nil {
+		panic("fsm: " + err.Error())
+	}
+}

@@ -1,0 +1,400 @@
+// Package raftnode owns the Raft node: log and stable stores on disk, the
+// snapshot store, the transport, bootstrap, leadership, read barriers and
+// forwarding to the leader. The rest of redraft talks to it through a narrow
+// surface: Write, ReadBarrier, Query and a few accessors. Every reply is RESP
+// bytes, errors included, so callers relay them verbatim.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/redraft/redraft/fsm"
+)
+
+// ReadMode chooses what a read waits for.
+type ReadMode string
+
+const (
+	// Linearizable reads confirm leadership with a quorum, then wait until
+	// this node has applied everything committed before the read began.
+	Linearizable ReadMode = "linearizable"
+	// Lease reads trust the leader's lease instead of a quorum round.
+	Lease ReadMode = "lease"
+	// Stale reads answer from local state at once.
+	Stale ReadMode = "stale"
+)
+
+// Peer is one member of the initial configuration.
+type Peer struct {
+	ID   string
+	Addr string // the address peers dial
+}
+
+// Config configures a node.
+type Config struct {
+	ID                string
+	RaftBind          string // where the Raft/RPC listener binds
+	Advertise         string // what peers dial; defaults to the bound address
+	DataDir           string
+	InitialCluster    []Peer // nil: a single-node cluster of this node
+	RESPAddr          string // told to peers, for ROLE and redirects
+	Reads             ReadMode
+	ElectionWait      time.Duration // how long commands wait for a leader
+	ElectionTimeout   time.Duration // Raft heartbeat and election timeout
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	Logger            *slog.Logger
+}
+
+// Node is a running Raft member with its state machine.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *fsm.FSM
+	store *raftboltdb.BoltStore
+	mux   *mux
+	pool  *pool
+
+	leaderReads   *batcher // read-index rounds served as leader
+	followerReads *batcher // read-index rounds fetched from the leader
+
+	stamp     atomic.Int64 // the last time this node stamped on an entry
+	ready     atomic.Bool  // leader and caught up with its own term
+	respAddrs sync.Map     // raft address -> RESP address of peers
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// Open starts a node: it opens or creates the stores in DataDir, bootstraps
+// the initial configuration if there is no state yet, and joins Raft.
+func Open(cfg Config) (*Node, error) {
+	if cfg.Reads == "" {
+		cfg.Reads = Linearizable
+	}
+	if cfg.ElectionWait == 0 {
+		cfg.ElectionWait = 5 * time.Second
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = 400 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{})}
+	n.leaderReads = newBatcher(n.leaderReadIndex)
+	n.followerReads = newBatcher(n.remoteReadIndex)
+
+	var err error
+	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm.db")); err != nil {
+		return nil, err
+	}
+	if n.mux, err = newMux(cfg.RaftBind, n.serveRPC); err != nil {
+		n.fsm.Close()
+		return nil, err
+	}
+	if n.cfg.Advertise == "" {
+		n.cfg.Advertise = n.mux.ln.Addr().String()
+	}
+	if err := n.start(); err != nil {
+		n.mux.close()
+		n.fsm.Close()
+		if n.store != nil {
+			n.store.Close()
+		}
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.watchLeadership()
+	return n, nil
+}
+
+func (n *Node) start() error {
+	cfg := n.cfg
+	var err error
+	n.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		return err
+	}
+	hlog := newHCLogger(n.log)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	if err != nil {
+		return err
+	}
+	if err := n.catchUpFromSnapshot(snaps); err != nil {
+		return err
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		return err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{m: n.mux, advertise: advertise},
+		MaxPool: 8,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	// Followers learn the commit index from the next AppendEntries; a short
+	// commit timeout bounds how long a follower's read barrier waits for it
+	// when the cluster is idle.
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	// The FSM is persistent and knows its applied index: raft must not
+	// reload a snapshot over it on every start.
+	rc.NoSnapshotRestoreOnStart = true
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+
+	has, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return err
+	}
+	if !has {
+		peers := cfg.InitialCluster
+		if len(peers) == 0 {
+			peers = []Peer{{ID: cfg.ID, Addr: cfg.Advertise}}
+		}
+		var conf raft.Configuration
+		for _, p := range peers {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+		}
+		if err := raft.BootstrapCluster(rc, n.store, n.store, snaps, trans, conf); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, trans)
+	return err
+}
+
+// catchUpFromSnapshot restores the FSM file from the newest snapshot when
+// the file is behind it: after it was lost or damaged, the log alone may no
+// longer reach back far enough.
+func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	latest := list[0]
+	if n.fsm.AppliedIndex() >= latest.Index {
+		return nil
+	}
+	_, rc, err := snaps.Open(latest.ID)
+	if err != nil {
+		return err
+	}
+	n.log.Info("fsm behind the latest snapshot: restoring", "applied", n.fsm.AppliedIndex(), "snapshot", latest.Index)
+	return n.fsm.Restore(rc)
+}
+
+// watchLeadership runs while the node lives: on gaining leadership it
+// commits a barrier (so its commit index covers every earlier term) before
+// serving reads, and it runs the expiry sweeper while it leads.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	var sweeping chan struct{}
+	stopSweep := func() {
+		if sweeping != nil {
+			close(sweeping)
+			sweeping = nil
+		}
+	}
+	defer stopSweep()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.raft.LeaderCh():
+			n.ready.Store(false)
+			stopSweep()
+			if !leader {
+				continue
+			}
+			if err := n.raft.Barrier(n.cfg.ElectionWait).Error(); err != nil {
+				n.log.Warn("leader barrier failed", "err", err)
+				continue
+			}
+			n.ready.Store(true)
+			sweeping = make(chan struct{})
+			n.wg.Add(1)
+			go n.sweepExpired(sweeping)
+		}
+	}
+}
+
+// IsLeader reports whether this node is the leader and serving.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// now stamps an entry: the leader's clock, never earlier than anything
+// already applied or stamped, so FSM time never runs backwards.
+func (n *Node) now() int64 {
+	for {
+		last := n.stamp.Load()
+		t := max(time.Now().UnixMilli(), n.fsm.LastNow(), last)
+		if n.stamp.CompareAndSwap(last, t) {
+			return t
+		}
+	}
+}
+
+// ReadNow is the time reads on this node evaluate deadlines at.
+func (n *Node) ReadNow() int64 { return max(time.Now().UnixMilli(), n.fsm.LastNow()) }
+
+// Query runs a read command against local state. Call ReadBarrier first
+// for a linearizable answer.
+func (n *Node) Query(db int, args [][]byte) []byte {
+	return n.fsm.Query(db, n.ReadNow(), args)
+}
+
+// FSM exposes the state machine for hooks and tests.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Close stops the node. A leader first hands leadership to a peer, so a
+// rolling restart costs clients (almost) nothing.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		if n.IsLeader() && len(n.raft.GetConfiguration().Configuration().Servers) > 1 {
+			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
+				n.log.Warn("leadership transfer failed", "err", terr)
+			}
+		}
+		close(n.stop)
+		err = n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.mux.close()
+		n.pool.close()
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.fsm.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// Status is a snapshot of the node's view of the cluster.
+type Status struct {
+	ID, State, LeaderID, LeaderAddr string
+	Term, CommitIndex, AppliedIndex uint64
+	LastIndex                       uint64
+	Servers                         []Peer
+}
+
+// Status reports the node's Raft state.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	s := Status{
+		ID: n.cfg.ID, State: n.raft.State().String(), LeaderID: string(id), LeaderAddr: string(addr),
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.AppliedIndex(),
+		LastIndex: n.raft.LastIndex(),
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			s.Servers = append(s.Servers, Peer{ID: string(srv.ID), Addr: string(srv.Address)})
+		}
+	}
+	return s
+}
+
+// LeaderRESPAddr returns the leader's client address, asking the leader
+// once and caching the answer.
+func (n *Node) LeaderRESPAddr() (string, bool) {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return "", false
+	}
+	if string(addr) == n.cfg.Advertise {
+		return n.cfg.RESPAddr, true
+	}
+	if v, ok := n.respAddrs.Load(string(addr)); ok {
+		return v.(string), true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := n.call(ctx, string(addr), opInfo, nil)
+	if err != nil {
+		return "", false
+	}
+	n.respAddrs.Store(string(addr), string(resp))
+	return string(resp), true
+}
+
+// waitLeader waits until some node is leader, or ctx ends.
+func (n *Node) waitLeader(ctx context.Context) (raft.ServerAddress, error) {
+	for {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return addr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", errNoLeader
+		case <-n.stop:
+			return "", raft.ErrRaftShutdown
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+var (
+	errNoLeader  = errors.New("no leader")
+	errNotLeader = errors.New("not leader")
+)
+
+// PeerRESPAddrs lists the client addresses of the other members.
+func (n *Node) PeerRESPAddrs() []string {
+	var out []string
+	for _, p := range n.Status().Servers {
+		if p.Addr == n.cfg.Advertise {
+			continue
+		}
+		if v, ok := n.respAddrs.Load(p.Addr); ok {
+			out = append(out, v.(string))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		resp, err := n.call(ctx, p.Addr, opInfo, nil)
+		cancel()
+		if err == nil {
+			n.respAddrs.Store(p.Addr, string(resp))
+			out = append(out, string(resp))
+		}
+	}
+	return out
+}
+
+// RaftAddr is the address the Raft/RPC listener is bound to.
+func (n *Node) RaftAddr() string { return n.mux.ln.Addr().String() }

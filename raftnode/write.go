@@ -1,0 +1,109 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/redraft/redraft/fsm"
+)
+
+// Errors a client can see from the write path. CLUSTERDOWN means the write
+// was certainly not applied; UNCERTAIN means it may or may not have been
+// (leadership changed while it was in flight), so a careful client reads
+// before retrying.
+const (
+	ReplyClusterDown = "-CLUSTERDOWN The cluster is down: no Raft leader could be reached\r\n"
+	ReplyUncertain   = "-UNCERTAIN leadership changed while the write was in flight; it may or may not have been applied\r\n"
+)
+
+// Write proposes cmds, in order, in database db and returns one RESP reply
+// per command. On a follower the commands are forwarded to the leader; the
+// caller never sees the difference. While there is no leader, Write waits
+// up to the election wait.
+func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
+	replies := make([][]byte, 0, len(cmds))
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionWait)
+	defer cancel()
+	for len(replies) < len(cmds) {
+		rest := cmds[len(replies):]
+		leader, err := n.waitLeader(ctx)
+		if err != nil {
+			break
+		}
+		var got [][]byte
+		var uncertain bool
+		if string(leader) == n.cfg.Advertise {
+			got = n.applyLocal(db, rest)
+		} else {
+			got, uncertain = n.forward(ctx, string(leader), db, rest)
+		}
+		replies = append(replies, got...)
+		if uncertain {
+			for len(replies) < len(cmds) {
+				replies = append(replies, []byte(ReplyUncertain))
+			}
+		}
+		if len(replies) < len(cmds) {
+			// The rest were certainly not applied: wait for a (new) leader.
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	for len(replies) < len(cmds) {
+		replies = append(replies, []byte(ReplyClusterDown))
+	}
+	return replies
+}
+
+// applyLocal proposes cmds on this node as leader. It returns replies for a
+// prefix of cmds; the commands after that prefix were certainly not applied
+// (this node is not, or no longer, the leader).
+func (n *Node) applyLocal(db int, cmds [][][]byte) [][]byte {
+	futures := make([]raft.ApplyFuture, 0, len(cmds))
+	for _, args := range cmds {
+		e := fsm.Entry{Now: n.now(), DB: db, Args: args}
+		futures = append(futures, n.raft.Apply(e.Encode(), n.cfg.ElectionWait))
+	}
+	replies := make([][]byte, 0, len(cmds))
+	for _, f := range futures {
+		err := f.Error()
+		switch {
+		case err == nil:
+			r, _ := f.Response().([]byte)
+			replies = append(replies, r)
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown) && len(replies) == 0:
+			return replies
+		default:
+			// Appended to our log but not known to be committed: ErrLeadershipLost.
+			replies = append(replies, []byte(ReplyUncertain))
+		}
+	}
+	return replies
+}
+
+// sweepExpired proposes the deletion of keys past their deadline while this
+// node leads. Followers never expire anything themselves: the deletions
+// arrive through the log like any write.
+func (n *Node) sweepExpired(stop chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		for db, keys := range n.fsm.Expired(n.now(), 1000) {
+			args := append([][]byte{[]byte("redraft.expire")}, keys...)
+			n.applyLocal(db, [][][]byte{args})
+		}
+	}
+}
