@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/redraft/redraft/fsm"
 )
@@ -49,6 +47,7 @@ type Config struct {
 	RaftBind          string // where the Raft/RPC listener binds
 	Advertise         string // what peers dial; defaults to the bound address
 	DataDir           string
+	LogStore          string // "wal" (default) or "bolt"
 	InitialCluster    []Peer // nil: a single-node cluster of this node
 	RESPAddr          string // told to peers, for ROLE and redirects
 	Reads             ReadMode
@@ -65,7 +64,7 @@ type Node struct {
 	log   *slog.Logger
 	raft  *raft.Raft
 	fsm   *fsm.FSM
-	store *raftboltdb.BoltStore
+	store logStore
 	mux   *mux
 	pool  *pool
 
@@ -130,14 +129,10 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) start() error {
 	cfg := n.cfg
 	var err error
-	n.store, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: time.Second, NoFreelistSync: true},
-	})
-	if err != nil {
+	hlog := newHCLogger(n.log)
+	if n.store, err = openLogStore(cfg.LogStore, cfg.DataDir, hlog); err != nil {
 		return err
 	}
-	hlog := newHCLogger(n.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		return err

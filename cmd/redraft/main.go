@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,6 +46,7 @@ func main() {
 
 type options struct {
 	id, addr, raftAddr, dataDir, initialCluster string
+	httpAddr, logStore                          string
 	reads, requirePass, protectedMode, logLevel string
 	electionWait, electionTimeout               time.Duration
 	snapshotThreshold, trailingLogs             uint64
@@ -60,6 +62,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7379", "Raft/RPC listen address")
 	fs.StringVar(&o.dataDir, "data-dir", "redraft-data", "where the Raft log, snapshots and state live")
 	fs.StringVar(&o.initialCluster, "initial-cluster", "", "id=raftaddr,... : the first configuration, bootstrapped by nodes with no state (the addresses peers dial)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "admin HTTP address (/healthz /readyz /status /metrics /debug/pprof); empty: off")
+	fs.StringVar(&o.logStore, "log-store", "wal", "Raft log store: wal (raft-wal) or bolt (raft-boltdb/v2)")
 	fs.StringVar(&o.reads, "reads", "linearizable", "read consistency: linearizable, lease or stale")
 	fs.StringVar(&o.requirePass, "requirepass", "", "password clients must AUTH with (prefer REDRAFT_REQUIREPASS: flags show in ps)")
 	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "with no password, accept only loopback clients (yes|no)")
@@ -153,7 +157,7 @@ func serve(args []string) error {
 		return err
 	}
 	node, err := raftnode.Open(raftnode.Config{
-		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir,
+		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir, LogStore: o.logStore,
 		InitialCluster: peers, RESPAddr: srv.Addr().String(), Reads: mode,
 		ElectionWait: o.electionWait, ElectionTimeout: o.electionTimeout,
 		SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs, Logger: log,
@@ -163,7 +167,18 @@ func serve(args []string) error {
 		return err
 	}
 	srv.Attach(node)
-	if err := writeAddrs(o.dataDir, srv.Addr().String(), node.RaftAddr()); err != nil {
+	httpBound := ""
+	if o.httpAddr != "" {
+		ln, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			srv.Close()
+			node.Close()
+			return fmt.Errorf("--http-addr: %v", err)
+		}
+		httpBound = ln.Addr().String()
+		go serveAdmin(ln, node, srv)
+	}
+	if err := writeAddrs(o.dataDir, srv.Addr().String(), node.RaftAddr(), httpBound); err != nil {
 		log.Warn("cannot write addrs.json", "err", err)
 	}
 	log.Info("redraft serving", "version", version, "resp", srv.Addr().String(), "raft", node.RaftAddr(), "data", o.dataDir)
@@ -184,8 +199,12 @@ func serve(args []string) error {
 
 // writeAddrs records the bound addresses, so tools that started the node
 // on port 0 learn where it listens. Written atomically.
-func writeAddrs(dir, resp, raft string) error {
-	b, _ := json.Marshal(map[string]string{"resp": resp, "raft": raft})
+func writeAddrs(dir, resp, raft, http string) error {
+	m := map[string]string{"resp": resp, "raft": raft}
+	if http != "" {
+		m["http"] = http
+	}
+	b, _ := json.Marshal(m)
 	tmp := filepath.Join(dir, "addrs.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
