@@ -76,9 +76,12 @@ var table = []*Command{
 	{Name: "persist", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPersist},
 	{Name: "dbsize", Arity: 1, Flags: Read, Run: cmdDBSize},
 	{Name: "flushdb", Arity: -1, Flags: Write | NoScript, Run: cmdFlushDB},
+	{Name: "debug", Arity: -2, Flags: Read | NoScript, Run: cmdDebug},
 	{Name: "flushall", Arity: -1, Flags: Write | NoScript, Run: cmdFlushAll},
 
-	// proposed by the leader's expiry sweeper
+	// proposed by redraft itself: the sweeper's deletions, and a new
+	// leader's first entry (see raftnode's watchLeadership)
+	{Name: "redraft.noop", Arity: 1, Flags: Write | Internal | NoScript, Run: func(c *Ctx, _ [][]byte) { c.out = AppendStatus(c.out, "OK") }},
 	{Name: "redraft.expire", Arity: -2, Flags: Write | Internal | NoScript, Run: cmdSweep},
 }
 

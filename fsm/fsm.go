@@ -24,6 +24,7 @@ const Databases = 16
 var (
 	bucketMeta    = []byte("meta")
 	bucketExpires = []byte("expires")
+	bucketScripts = []byte("scripts")
 	keyApplied    = []byte("applied")
 	keyNow        = []byte("now")
 	keyDirty      = []byte("dirty")
@@ -148,7 +149,7 @@ func setDirty(db *bolt.DB, dirty bool) error {
 
 func (f *FSM) loadMeta() error {
 	return f.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketExpires} {
+		for _, name := range [][]byte{bucketMeta, bucketExpires, bucketScripts} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

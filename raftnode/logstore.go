@@ -26,14 +26,21 @@ type logStore interface {
 // a B+tree rewrite per batch; measured here it spent ~30% of the leader's
 // CPU in StoreLogs and capped writes well below the WAL (docs/benchmarks.md).
 // "bolt" stays available for existing data dirs and comparison.
-func openLogStore(kind, dir string, log hclog.Logger) (logStore, error) {
+//
+// raft-wal drops log prefixes a whole segment at a time, so with the
+// default 64 MiB segments a compacted log still reaches back until a
+// segment fills; segmentSize (bytes, 0 = default) lowers that.
+func openLogStore(kind, dir string, segmentSize int, log hclog.Logger) (logStore, error) {
 	switch kind {
 	case "", "wal":
 		walDir := filepath.Join(dir, "wal")
 		if err := os.MkdirAll(walDir, 0o700); err != nil {
 			return nil, err
 		}
-		w, err := wal.Open(walDir, wal.WithLogger(log))
+		if segmentSize <= 0 {
+			segmentSize = wal.DefaultSegmentSize
+		}
+		w, err := wal.Open(walDir, wal.WithLogger(log), wal.WithSegmentSize(segmentSize))
 		if err != nil {
 			return nil, fmt.Errorf("raft wal: %w", err)
 		}

@@ -48,12 +48,14 @@ type Config struct {
 	Advertise         string // what peers dial; defaults to the bound address
 	DataDir           string
 	LogStore          string // "wal" (default) or "bolt"
+	WALSegmentSize    int    // bytes; 0 = raft-wal's default
 	InitialCluster    []Peer // nil: a single-node cluster of this node
 	RESPAddr          string // told to peers, for ROLE and redirects
 	Reads             ReadMode
 	ElectionWait      time.Duration // how long commands wait for a leader
 	ElectionTimeout   time.Duration // Raft heartbeat and election timeout
 	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	Logger            *slog.Logger
 }
@@ -130,7 +132,7 @@ func (n *Node) start() error {
 	cfg := n.cfg
 	var err error
 	hlog := newHCLogger(n.log)
-	if n.store, err = openLogStore(cfg.LogStore, cfg.DataDir, hlog); err != nil {
+	if n.store, err = openLogStore(cfg.LogStore, cfg.DataDir, cfg.WALSegmentSize, hlog); err != nil {
 		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
@@ -168,6 +170,9 @@ func (n *Node) start() error {
 	rc.NoSnapshotRestoreOnStart = true
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
@@ -237,8 +242,8 @@ func (n *Node) watchLeadership() {
 			if !leader {
 				continue
 			}
-			if err := n.raft.Barrier(n.cfg.ElectionWait).Error(); err != nil {
-				n.log.Warn("leader barrier failed", "err", err)
+			if err := n.commitNoop(); err != nil {
+				n.log.Warn("leader's first entry failed", "err", err)
 				continue
 			}
 			n.ready.Store(true)
@@ -247,6 +252,16 @@ func (n *Node) watchLeadership() {
 			go n.sweepExpired(sweeping)
 		}
 	}
+}
+
+// commitNoop commits an entry of this term through the FSM. Until it has
+// applied, the commit index may not cover entries of earlier terms. It must
+// be an FSM command, not a raft.Barrier: raft never hands barrier and no-op
+// entries to the FSM, so the FSM's applied index would stop short of a
+// commit index that ends in one, and read barriers would wait for it.
+func (n *Node) commitNoop() error {
+	e := fsm.Entry{Now: n.now(), Args: [][]byte{[]byte("redraft.noop")}}
+	return n.raft.Apply(e.Encode(), n.cfg.ElectionWait).Error()
 }
 
 // IsLeader reports whether this node is the leader and serving.

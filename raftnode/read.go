@@ -55,7 +55,7 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	// Until the barrier of this term has applied, the commit index may not
 	// cover entries committed by the previous leader.
 	if !n.ready.Load() {
-		if err := n.raft.Barrier(n.cfg.ElectionWait).Error(); err != nil {
+		if err := n.commitNoop(); err != nil {
 			return 0, err
 		}
 	}

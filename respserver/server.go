@@ -166,3 +166,13 @@ func (s *Server) clients() []*conn {
 // Attach sets the node the server serves from; the listener may be bound
 // before the node exists (its address is part of the node's config).
 func (s *Server) Attach(node *raftnode.Node) { s.node = node }
+
+// Stats are the server's counters, for INFO, /status and /metrics.
+func (s *Server) Stats() map[string]int64 {
+	return map[string]int64{
+		"connected_clients":          int64(len(s.clients())),
+		"total_connections_received": s.totalConns.Load(),
+		"total_commands_processed":   s.totalCommands.Load(),
+		"rejected_connections":       s.rejected.Load(),
+	}
+}

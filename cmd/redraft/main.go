@@ -45,13 +45,13 @@ func main() {
 }
 
 type options struct {
-	id, addr, raftAddr, dataDir, initialCluster string
-	httpAddr, logStore                          string
-	reads, requirePass, protectedMode, logLevel string
-	electionWait, electionTimeout               time.Duration
-	snapshotThreshold, trailingLogs             uint64
-	maxClients                                  int
-	maxBulkLen                                  int64
+	id, addr, raftAddr, dataDir, initialCluster     string
+	httpAddr, logStore                              string
+	reads, requirePass, protectedMode, logLevel     string
+	electionWait, electionTimeout, snapshotInterval time.Duration
+	snapshotThreshold, trailingLogs                 uint64
+	maxClients, walSegmentSize                      int
+	maxBulkLen                                      int64
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -64,6 +64,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.initialCluster, "initial-cluster", "", "id=raftaddr,... : the first configuration, bootstrapped by nodes with no state (the addresses peers dial)")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "admin HTTP address (/healthz /readyz /status /metrics /debug/pprof); empty: off")
 	fs.StringVar(&o.logStore, "log-store", "wal", "Raft log store: wal (raft-wal) or bolt (raft-boltdb/v2)")
+	fs.IntVar(&o.walSegmentSize, "wal-segment-size", 0, "raft-wal segment size in bytes (0: 64 MiB); compaction frees whole segments")
 	fs.StringVar(&o.reads, "reads", "linearizable", "read consistency: linearizable, lease or stale")
 	fs.StringVar(&o.requirePass, "requirepass", "", "password clients must AUTH with (prefer REDRAFT_REQUIREPASS: flags show in ps)")
 	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "with no password, accept only loopback clients (yes|no)")
@@ -71,6 +72,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.electionWait, "election-wait", 5*time.Second, "how long commands wait for a leader before failing")
 	fs.DurationVar(&o.electionTimeout, "election-timeout", 400*time.Millisecond, "Raft heartbeat/election timeout")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.IntVar(&o.maxClients, "maxclients", 10000, "maximum client connections")
 	fs.Int64Var(&o.maxBulkLen, "proto-max-bulk-len", 512<<20, "largest bulk string a client may send")
@@ -157,10 +159,10 @@ func serve(args []string) error {
 		return err
 	}
 	node, err := raftnode.Open(raftnode.Config{
-		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir, LogStore: o.logStore,
+		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir, LogStore: o.logStore, WALSegmentSize: o.walSegmentSize,
 		InitialCluster: peers, RESPAddr: srv.Addr().String(), Reads: mode,
 		ElectionWait: o.electionWait, ElectionTimeout: o.electionTimeout,
-		SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs, Logger: log,
+		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval, TrailingLogs: o.trailingLogs, Logger: log,
 	})
 	if err != nil {
 		srv.Close()
