@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -79,6 +80,9 @@ var table = []*Command{
 	{Name: "debug", Arity: -2, Flags: Read | NoScript, Run: cmdDebug},
 	{Name: "flushall", Arity: -1, Flags: Write | NoScript, Run: cmdFlushAll},
 
+	// pub/sub: through the log so messages are ordered with writes (pubsub.go)
+	{Name: "publish", Arity: 3, Flags: Write, Run: cmdPublish},
+
 	// proposed by redraft itself: the sweeper's deletions, and a new
 	// leader's first entry (see raftnode's watchLeadership)
 	{Name: "redraft.noop", Arity: 1, Flags: Write | Internal | NoScript, Run: func(c *Ctx, _ [][]byte) { c.out = AppendStatus(c.out, "OK") }},
@@ -118,7 +122,11 @@ func (cmd *Command) ArityOK(argc int) bool {
 
 // run executes one command and returns its reply. The server has already
 // checked name and arity; scripts reach here directly, so check again.
-func (c *Ctx) run(args [][]byte) []byte {
+//
+// A command must never crash the FSM: the entry is committed, so a panic
+// would recur on every node and on every restart. What storage refuses
+// (a key longer than bbolt allows) becomes an error reply instead.
+func (c *Ctx) run(args [][]byte) (reply []byte) {
 	c.out = nil
 	cmd := Lookup(args[0])
 	switch {
@@ -128,7 +136,34 @@ func (c *Ctx) run(args [][]byte) []byte {
 		return AppendError(nil, ErrArity(cmd.Name))
 	case cmd.Flags&Write != 0 && !c.writable:
 		return AppendError(nil, "ERR write command '"+cmd.Name+"' on a read-only path")
+	case cmd.Flags&Write != 0 && cmd.hasLongKey(args):
+		return AppendError(nil, ErrKeyTooLong)
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			reply = AppendError(nil, fmt.Sprintf("ERR '%s' failed in the state machine: %v", cmd.Name, r))
+		}
+	}()
 	cmd.Run(c, args)
 	return c.out
+}
+
+// ErrKeyTooLong refuses keys bbolt cannot store.
+var ErrKeyTooLong = fmt.Sprintf("ERR key too long: redraft stores keys of up to %d bytes", MaxKeyLen)
+
+// hasLongKey checks the key positions the command declares.
+func (cmd *Command) hasLongKey(args [][]byte) bool {
+	if cmd.FirstKey == 0 {
+		return false
+	}
+	last := cmd.LastKey
+	if last < 0 {
+		last = len(args) + last
+	}
+	for i := cmd.FirstKey; i <= last && i < len(args); i += max(cmd.Step, 1) {
+		if len(args[i]) > MaxKeyLen {
+			return true
+		}
+	}
+	return false
 }

@@ -8,7 +8,7 @@ type effect struct {
 }
 
 func (e effect) deliver(f *FSM, replies []interface{}) {
-	if f.Hooks.Publish != nil {
-		f.Hooks.Publish(e.channel, e.message)
+	if h := f.currentHooks(); h.Publish != nil {
+		h.Publish(e.channel, e.message)
 	}
 }

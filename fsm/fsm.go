@@ -59,6 +59,11 @@ type FSM struct {
 	// Hooks lets the node react to effects (pub/sub delivery) once the
 	// batch that produced them is committed.
 	Hooks Hooks
+
+	// pub/sub (see pubsub.go): hooks set while raft runs, and the last
+	// index whose effects a restart must not repeat.
+	hooks atomic.Pointer[Hooks]
+	quiet atomic.Uint64
 }
 
 // Hooks are called after a batch commits, on raft's FSM goroutine; they must
@@ -251,9 +256,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if e.Now > now {
 			now = e.Now
 		}
-		c := Ctx{tx: tx, DB: e.DB, Now: now, writable: true}
+		c := Ctx{tx: tx, DB: e.DB, Now: now, writable: true, index: i}
 		out[i] = c.run(e.Args)
-		effects = append(effects, c.effects...)
+		if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
+			effects = append(effects, c.effects...)
+		}
 	}
 	m := tx.Bucket(bucketMeta)
 	if err := m.Put(keyApplied, putU64(last)); err != nil {
@@ -266,6 +273,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		panic(fmt.Sprintf("fsm: commit: %v", err))
 	}
 	f.lastNow.Store(now)
+	// Deliver only after the commit and after advance: a subscriber that
+	// reacts to a message by reading (any read mode, on this node) must see
+	// every write ordered before the message. Linearizable reads would wait
+	// for the index anyway; stale reads would not.
 	f.advance(last)
 	for _, e := range effects {
 		e.deliver(f, out)

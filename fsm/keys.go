@@ -84,8 +84,8 @@ func cmdKeys(c *Ctx, args [][]byte) {
 // cursor is the hash to resume at, so it stays valid on any node and across
 // inserts and deletes.
 func cmdScan(c *Ctx, args [][]byte) {
-	cursor, err := strconv.ParseUint(string(args[1]), 10, 64)
-	if err != nil {
+	cursor, ok := parseCursor(args[1])
+	if !ok {
 		c.out = AppendError(c.out, "ERR invalid cursor")
 		return
 	}
@@ -294,7 +294,7 @@ func cmdFlushAll(c *Ctx, args [][]byte) {
 func cmdSweep(c *Ctx, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		v := c.keys().Get(k)
+		v := c.keys().Get(c.lookupKey(k))
 		if v == nil {
 			continue
 		}
@@ -304,4 +304,28 @@ func cmdSweep(c *Ctx, args [][]byte) {
 		}
 	}
 	c.out = AppendInt(c.out, n)
+}
+
+// parseCursor accepts what Redis's strtoul-based parser does: an empty
+// string is 0, a sign is allowed (and "-1" wraps around), spaces are not.
+func parseCursor(b []byte) (uint64, bool) {
+	neg := false
+	if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+		neg = b[0] == '-'
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	if len(b) == 0 {
+		return 0, true
+	}
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }

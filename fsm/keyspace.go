@@ -16,7 +16,8 @@ import (
 //	meta     applied, now, count<N>, dirty
 //
 // Keys are kept in key order so prefix patterns (KEYS nodered:context:*)
-// seek instead of scanning the keyspace.
+// seek instead of scanning the keyspace. bbolt refuses empty keys and Redis
+// allows them, so every key in db<N> is stored behind a one-byte prefix.
 
 // Value types.
 const (
@@ -59,14 +60,37 @@ type Ctx struct {
 	out      []byte
 	effects  []effect
 	index    int // position of the entry in its batch, for effects
+	kbuf     []byte
 }
 
 func (c *Ctx) keys() *bolt.Bucket { return c.tx.Bucket(dbBuckets[c.DB]) }
 
+// keyPrefix makes the empty key storable.
+const keyPrefix = 'k'
+
+// MaxKeyLen is the longest key redraft stores: bbolt's key limit less the
+// prefix. Redis allows longer keys; redraft refuses them with an error.
+const MaxKeyLen = bolt.MaxKeySize - 1
+
+// stored returns the bbolt key for key. It allocates: bbolt keeps the slices
+// it is given until the transaction ends.
+func stored(key []byte) []byte {
+	b := make([]byte, 1+len(key))
+	b[0] = keyPrefix
+	copy(b[1:], key)
+	return b
+}
+
+// lookupKey is the scratch-buffer variant of stored for reads.
+func (c *Ctx) lookupKey(key []byte) []byte {
+	c.kbuf = append(append(c.kbuf[:0], keyPrefix), key...)
+	return c.kbuf
+}
+
 // lookup returns the live record for key, treating a passed deadline as
 // absence.
 func (c *Ctx) lookup(key []byte) (record, bool) {
-	v := c.keys().Get(key)
+	v := c.keys().Get(c.lookupKey(key))
 	if v == nil {
 		return record{}, false
 	}
@@ -94,7 +118,8 @@ func (c *Ctx) lookupString(key []byte) (val []byte, found, wrongType bool) {
 // count. A stale (expired) previous record is replaced as if absent.
 func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
 	b := c.keys()
-	old := b.Get(key)
+	sk := stored(key)
+	old := b.Get(sk)
 	if old != nil {
 		if r, ok := decodeRecord(old); ok && r.deadline != 0 && r.deadline != deadline {
 			must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
@@ -106,7 +131,7 @@ func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
 	if deadline != 0 {
 		must(c.tx.Bucket(bucketExpires).Put(expiryKey(deadline, c.DB, key), nil))
 	}
-	must(b.Put(key, encodeRecord(typ, deadline, payload)))
+	must(b.Put(sk, encodeRecord(typ, deadline, payload)))
 }
 
 // setDeadline changes a live key's deadline (0 removes it).
@@ -117,7 +142,8 @@ func (c *Ctx) setDeadline(key []byte, r record, deadline int64) {
 // del removes key, whether live or stale, and reports whether it was live.
 func (c *Ctx) del(key []byte) bool {
 	b := c.keys()
-	old := b.Get(key)
+	sk := stored(key)
+	old := b.Get(sk)
 	if old == nil {
 		return false
 	}
@@ -127,7 +153,7 @@ func (c *Ctx) del(key []byte) bool {
 		must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
 	}
 	must(c.tx.Bucket(scanBuckets[c.DB]).Delete(scanKey(key)))
-	must(b.Delete(key))
+	must(b.Delete(sk))
 	c.addCount(-1)
 	return live
 }
@@ -150,7 +176,7 @@ func (c *Ctx) flush(db int) {
 	var keys [][]byte
 	cur := c.keys().Cursor()
 	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-		keys = append(keys, append([]byte(nil), k...))
+		keys = append(keys, append([]byte(nil), k[1:]...))
 	}
 	for _, k := range keys {
 		c.del(k)
@@ -163,7 +189,9 @@ func (c *Ctx) eachKey(pattern []byte, fn func(key []byte, r record) bool) {
 	prefix := literalPrefix(pattern)
 	all := len(pattern) == 1 && pattern[0] == '*'
 	cur := c.keys().Cursor()
-	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+	start := stored(prefix)
+	for k, v := cur.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = cur.Next() {
+		k = k[1:]
 		r, ok := decodeRecord(v)
 		if !ok || (r.deadline != 0 && r.deadline <= c.Now) {
 			continue

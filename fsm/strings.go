@@ -470,3 +470,6 @@ func eqFold(b []byte, s string) bool {
 	}
 	return true
 }
+
+// ParseInt parses an integer argument exactly as Redis does (string2ll).
+func ParseInt(b []byte) (int64, bool) { return parseInt(b) }

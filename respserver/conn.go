@@ -49,6 +49,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		authed:  s.cfg.RequirePass == "",
 	}
 	c.lastCmd.Store("NULL")
+	c.rd.unauthenticated = !c.authed
 	return c
 }
 
@@ -65,7 +66,9 @@ func (c *conn) serve() {
 		}
 		batch := [][][]byte{args}
 		var pending error
-		for len(batch) < maxBatch && c.rd.buffered() {
+		// Before AUTH, one command at a time: the limits lift the moment
+		// AUTH succeeds, as in Redis.
+		for len(batch) < maxBatch && !c.rd.unauthenticated && c.rd.complete() {
 			args, err := c.rd.readCommand()
 			if err != nil {
 				pending = err
@@ -74,6 +77,7 @@ func (c *conn) serve() {
 			batch = append(batch, args)
 		}
 		c.process(batch)
+		c.rd.unauthenticated = !c.authed
 		if pending != nil {
 			c.fail(pending)
 			return

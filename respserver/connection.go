@@ -28,16 +28,20 @@ func cmdQuit(c *conn, _ [][]byte) {
 }
 
 func cmdSelect(c *conn, args [][]byte) {
-	n, err := strconv.Atoi(string(args[1]))
-	if err != nil || strings.ContainsAny(string(args[1]), " +") {
-		c.writeError("ERR invalid DB index")
+	n, ok := fsm.ParseInt(args[1])
+	if !ok {
+		c.writeError(fsm.ErrNotInteger)
+		return
+	}
+	if n != int64(int32(n)) {
+		c.writeError("ERR value is out of range, must be between -2147483648 and 2147483647")
 		return
 	}
 	if n < 0 || n >= fsm.Databases {
 		c.writeError(fsm.ErrDBIndex)
 		return
 	}
-	c.db = n
+	c.db = int(n)
 	c.writeStatus("OK")
 }
 

@@ -2,6 +2,7 @@ package respserver
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -24,15 +25,64 @@ type reader struct {
 	r       *bufio.Reader
 	maxBulk int64
 	maxArgs int64
+	// unauthenticated clients may send only small commands, as in Redis:
+	// a password-protected server must not buffer a stranger's gigabyte.
+	unauthenticated bool
 }
+
+// Redis's limits before AUTH.
+const (
+	unauthMaxArgs = 10
+	unauthMaxBulk = 16384
+)
 
 func newReader(r io.Reader, maxBulk int64) *reader {
 	return &reader{r: bufio.NewReaderSize(r, inlineMax), maxBulk: maxBulk, maxArgs: maxArgs}
 }
 
-// buffered reports whether more input is already waiting: the rest of a
-// pipeline to serve in one batch.
-func (rd *reader) buffered() bool { return rd.r.Buffered() > 0 }
+// complete reports whether a whole command is already buffered, so that
+// serving it with the current batch cannot block on a client that is still
+// sending it (replies to earlier commands would be held back meanwhile).
+func (rd *reader) complete() bool {
+	n := rd.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := rd.r.Peek(n)
+	if b[0] != '*' {
+		return bytes.IndexByte(b, '\n') >= 0
+	}
+	line, rest, ok := cutLine(b)
+	if !ok {
+		return false
+	}
+	count, err := strconv.ParseInt(string(line[1:]), 10, 64)
+	if err != nil {
+		return true // malformed: let readCommand report it
+	}
+	for i := int64(0); i < count; i++ {
+		if line, rest, ok = cutLine(rest); !ok {
+			return false
+		}
+		size, err := strconv.ParseInt(string(line[min(1, len(line)):]), 10, 64)
+		if err != nil || size < 0 {
+			return true
+		}
+		if int64(len(rest)) < size+2 {
+			return false
+		}
+		rest = rest[size+2:]
+	}
+	return true
+}
+
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, false
+	}
+	return bytes.TrimSuffix(b[:i], []byte{'\r'}), b[i+1:], true
+}
 
 // readCommand returns the next command's arguments. Empty commands (a blank
 // inline line, "*0") are skipped as Redis skips them.
@@ -81,6 +131,9 @@ func (rd *reader) readMultibulk() ([][]byte, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	if rd.unauthenticated && n > unauthMaxArgs {
+		return nil, &protocolError{"unauthenticated multibulk length"}
+	}
 	// Grow with the data actually received, not with what the header claims.
 	args := make([][]byte, 0, min(n, 1024))
 	for i := int64(0); i < n; i++ {
@@ -98,6 +151,9 @@ func (rd *reader) readMultibulk() ([][]byte, error) {
 		size, err := strconv.ParseInt(string(line[1:]), 10, 64)
 		if err != nil || size < 0 || size > rd.maxBulk {
 			return nil, &protocolError{"invalid bulk length"}
+		}
+		if rd.unauthenticated && size > unauthMaxBulk {
+			return nil, &protocolError{"unauthenticated bulk length"}
 		}
 		arg, err := rd.readBulk(size)
 		if err != nil {
