@@ -135,6 +135,13 @@ func (n *Node) start() error {
 	if n.store, err = openLogStore(cfg.LogStore, cfg.DataDir, cfg.WALSegmentSize, hlog); err != nil {
 		return err
 	}
+	// Pub/sub: entries already in the log were received before this start;
+	// re-applying them must not re-deliver their messages (fsm.QuietThrough).
+	last, err := n.store.LastIndex()
+	if err != nil {
+		return err
+	}
+	n.fsm.QuietThrough(last)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		return err

@@ -92,13 +92,17 @@ func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
 
 // batcher coalesces concurrent read barriers into rounds. A caller joins the
 // next round that has not started yet, never one already in flight: the
-// commit index a round captures must postdate the caller's arrival.
+// commit index a round captures must postdate the caller's arrival. Up to
+// maxRounds rounds run at once, so a burst of readers waits for at most one
+// round trip, not for the queue of rounds ahead of it.
 type batcher struct {
-	fetch   func(context.Context) (uint64, error)
-	mu      sync.Mutex
-	next    *round
-	running bool
+	fetch    func(context.Context) (uint64, error)
+	mu       sync.Mutex
+	next     *round
+	inflight int
 }
+
+const maxRounds = 4
 
 type round struct {
 	done chan struct{}
@@ -116,10 +120,7 @@ func (b *batcher) wait(ctx context.Context) (uint64, error) {
 		b.next = &round{done: make(chan struct{})}
 	}
 	r := b.next
-	if !b.running {
-		b.running = true
-		go b.run()
-	}
+	b.startLocked()
 	b.mu.Unlock()
 	select {
 	case <-r.done:
@@ -129,22 +130,26 @@ func (b *batcher) wait(ctx context.Context) (uint64, error) {
 	}
 }
 
-func (b *batcher) run() {
-	for {
-		b.mu.Lock()
-		r := b.next
-		b.next = nil
-		if r == nil {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		// A round outlives the caller that started it, so it gets its own
-		// deadline rather than that caller's context.
-		rctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
-		r.idx, r.err = b.fetch(rctx)
-		cancel()
-		close(r.done)
+// startLocked starts the waiting round if a slot is free.
+func (b *batcher) startLocked() {
+	if b.next == nil || b.inflight >= maxRounds {
+		return
 	}
+	r := b.next
+	b.next = nil
+	b.inflight++
+	go b.run(r)
+}
+
+func (b *batcher) run(r *round) {
+	// A round outlives the caller that started it, so it gets its own
+	// deadline rather than that caller's context.
+	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
+	r.idx, r.err = b.fetch(ctx)
+	cancel()
+	close(r.done)
+	b.mu.Lock()
+	b.inflight--
+	b.startLocked()
+	b.mu.Unlock()
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# make bench: a local 3-node redraft cluster against redis-server, durable
+# (--appendonly yes --appendfsync always) and in-memory (--save '' --appendonly no),
+# on the same machine in the same run, with redis-benchmark from Debian's
+# redis-tools. Prints a markdown table with ratios and writes it to
+# bench-results/latest.md (docs/benchmarks.md quotes it).
+#
+# BENCH_N (requests per run, default 100000) and BENCH_TESTS narrow a run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-./bin/redraft}
+N=${BENCH_N:-100000}
+C=50
+TESTS=${BENCH_TESTS:-set get incr lock}
+work=$(mktemp -d /tmp/redraft-bench.XXXXXX)
+out=bench-results
+mkdir -p "$out"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+waitping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no PING on $1" >&2; return 1; }
+resp_port() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["resp"].rsplit(":",1)[1])' "$1"; }
+
+# --- servers -----------------------------------------------------------------
+rd_durable=$(freeport); rd_mem=$(freeport)
+mkdir -p "$work/redis-durable" "$work/redis-mem"
+redis-server --port "$rd_durable" --bind 127.0.0.1 --dir "$work/redis-durable" --appendonly yes --appendfsync always --save '' >"$work/redis-durable.log" 2>&1 & pids+=($!)
+redis-server --port "$rd_mem" --bind 127.0.0.1 --dir "$work/redis-mem" --appendonly no --save '' >"$work/redis-mem.log" 2>&1 & pids+=($!)
+
+raft=(); for i in 1 2 3; do raft+=("127.0.0.1:$(freeport)"); done
+cluster="n1=${raft[0]},n2=${raft[1]},n3=${raft[2]}"
+for i in 1 2 3; do
+  "$BIN" --id "n$i" --addr 127.0.0.1:0 --raft-addr "${raft[$((i-1))]}" --data-dir "$work/n$i" \
+    --initial-cluster "$cluster" --log-level warn >"$work/n$i.log" 2>&1 & pids+=($!)
+  redraft_pid[$i]=$!
+done
+for i in 1 2 3; do for _ in $(seq 200); do [ -f "$work/n$i/addrs.json" ] && break; sleep 0.05; done; port[$i]=$(resp_port "$work/n$i/addrs.json"); done
+waitping "$rd_durable"; waitping "$rd_mem"
+leader=""; for _ in $(seq 200); do
+  for i in 1 2 3; do [ "$(redis-cli -p "${port[$i]}" role 2>/dev/null | head -1)" = master ] && leader=$i; done
+  [ -n "$leader" ] && break; sleep 0.05
+done
+[ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
+follower=$(( leader % 3 + 1 ))
+echo "redis durable :$rd_durable  redis in-memory :$rd_mem  redraft leader n$leader :${port[$leader]}  follower n$follower :${port[$follower]}"
+
+# --- throughput -----------------------------------------------------------------
+# bench PORT TEST PIPELINE -> "rps p50 p99"
+bench() {
+  local port=$1 test=$2 p=$3 csv
+  case $test in
+    set)  csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 -t set --csv) ;;
+    get)  csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 -t get --csv) ;;
+    incr) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 -t incr --csv) ;;
+    lock) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 --csv SET 'lock:__rand_int__' host EX 10 NX) ;;
+  esac
+  echo "$csv" | tail -1 | awk -F',' '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print $2, $5, $7}'
+}
+
+declare -A R
+targets="durable mem leader follower"
+portof() { case $1 in durable) echo "$rd_durable";; mem) echo "$rd_mem";; leader) echo "${port[$leader]}";; follower) echo "${port[$follower]}";; esac; }
+for p in 1 16; do
+  for t in $TESTS; do
+    for tg in $targets; do
+      R[$tg,$t,$p]=$(bench "$(portof "$tg")" "$t" "$p")
+      echo "P$p $t $tg: ${R[$tg,$t,$p]}"
+    done
+  done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+field() { echo "$1" | awk -v f="$2" '{print $f}'; }
+
+{
+  echo "| test | -P | redis durable rps | redis in-memory rps | redraft leader rps (p50/p99 ms) | redraft follower rps (p50/p99 ms) | leader / durable | follower / leader | leader / in-memory |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  for p in 1 16; do for t in $TESTS; do
+    d=$(field "${R[durable,$t,$p]}" 1); m=$(field "${R[mem,$t,$p]}" 1)
+    l=$(field "${R[leader,$t,$p]}" 1); f=$(field "${R[follower,$t,$p]}" 1)
+    echo "| $t | $p | $d | $m | $l ($(field "${R[leader,$t,$p]}" 2)/$(field "${R[leader,$t,$p]}" 3)) | $f ($(field "${R[follower,$t,$p]}" 2)/$(field "${R[follower,$t,$p]}" 3)) | $(ratio "$l" "$d") | $(ratio "$f" "$l") | $(ratio "$l" "$m") |"
+  done; done
+} > "$out/throughput.md"
+
+# --- memory: 100k keys of 1 KB ---------------------------------------------------------
+fill() { seq 0 99999 | awk -v v="$(head -c 1024 /dev/zero | tr '\0' x)" '{printf "SET key:%d %s\r\n", $1, v}' | redis-cli -p "$1" --pipe >/dev/null; }
+rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
+redis-cli -p "${port[$leader]}" flushall >/dev/null; redis-cli -p "$rd_mem" flushall >/dev/null
+fill "${port[$leader]}"; fill "$rd_mem"
+for _ in $(seq 100); do
+  a=$(redis-cli -p "${port[$follower]}" dbsize); [ "$a" = 100000 ] && break; sleep 0.1
+done
+{
+  echo "| process | keys | RSS MB |"
+  echo "| --- | --- | --- |"
+  for i in 1 2 3; do echo "| redraft n$i | $(redis-cli -p "${port[$i]}" dbsize) | $(( $(rss_kb "${redraft_pid[$i]}") / 1024 )) |"; done
+  echo "| redis-server (in-memory) | $(redis-cli -p "$rd_mem" dbsize) | $(( $(rss_kb "$(pgrep -f "redis-server 127.0.0.1:$rd_mem")") / 1024 )) |"
+} > "$out/memory.md"
+
+# --- failover: kill -9 the leader, time to the first acknowledged write ------------------------
+failover_ms=()
+exec 3>&2 2>/dev/null # the shell reports each killed node; the figures say enough
+for round in 1 2 3 4 5; do
+  leader=""; for _ in $(seq 400); do
+    for i in 1 2 3; do [ "$(redis-cli -p "${port[$i]}" role 2>/dev/null | head -1)" = master ] && leader=$i; done
+    [ -n "$leader" ] && break; sleep 0.05
+  done
+  survivor=$(( leader % 3 + 1 ))
+  start=$(date +%s%N)
+  kill -9 "${redraft_pid[$leader]}"
+  for _ in $(seq 2000); do
+    [ "$(redis-cli -p "${port[$survivor]}" set failover "$round" 2>/dev/null)" = OK ] && break
+  done
+  failover_ms+=($(( ($(date +%s%N) - start) / 1000000 )))
+  "$BIN" --id "n$leader" --addr "127.0.0.1:${port[$leader]}" --raft-addr "${raft[$((leader-1))]}" --data-dir "$work/n$leader" \
+    --initial-cluster "$cluster" --log-level warn >>"$work/n$leader.log" 2>&1 & pids+=($!)
+  redraft_pid[$leader]=$!
+  waitping "${port[$leader]}"
+  for _ in $(seq 400); do [ "$(redis-cli -p "${port[$leader]}" get failover 2>/dev/null)" = "$round" ] && break; sleep 0.05; done
+done
+exec 2>&3
+sorted=$(printf '%s\n' "${failover_ms[@]}" | sort -n | tr '\n' ' ')
+median=$(printf '%s\n' "${failover_ms[@]}" | sort -n | sed -n 3p)
+echo "failover (kill -9 leader -> first OK write on a survivor), ms: $sorted; median $median" > "$out/failover.md"
+
+{
+  echo "## $(date -u +%Y-%m-%dT%H:%MZ) — $(nproc) cores, N=$N, -c $C"
+  echo
+  cat "$out/throughput.md"; echo; cat "$out/memory.md"; echo; cat "$out/failover.md"
+} | tee "$out/latest.md"
