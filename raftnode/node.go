@@ -286,13 +286,16 @@ func (n *Node) now() int64 {
 	}
 }
 
-// ReadNow is the time reads on this node evaluate deadlines at.
-func (n *Node) ReadNow() int64 { return max(time.Now().UnixMilli(), n.fsm.LastNow()) }
+// readClock is this node's time for reads: its clock, never behind what
+// it has applied or stamped.
+func (n *Node) readClock() int64 {
+	return max(time.Now().UnixMilli(), n.fsm.LastNow(), n.stamp.Load())
+}
 
-// Query runs a read command against local state. Call ReadBarrier first
-// for a linearizable answer.
-func (n *Node) Query(db int, args [][]byte) []byte {
-	return n.fsm.Query(db, n.ReadNow(), args)
+// Query runs a read command against local state at time now (from
+// ReadBarrier, which makes the answer linearizable).
+func (n *Node) Query(db int, now int64, args [][]byte) []byte {
+	return n.fsm.Query(db, now, args)
 }
 
 // FSM exposes the state machine for hooks and tests.

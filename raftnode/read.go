@@ -18,76 +18,85 @@ const roundTimeout = 2 * time.Second
 
 // ReadBarrier waits until a read on this node will see every write that
 // completed before the call: the leader confirms it still leads (unless in
-// lease mode) and reports its commit index, and this node waits until it
-// has applied that far. Concurrent callers share one round.
-func (n *Node) ReadBarrier() error {
+// lease mode) and reports its commit index and its clock, and this node
+// waits until it has applied that far. Concurrent callers share one round.
+// It returns the time the read evaluates TTL deadlines at: the leader's
+// clock, so a key expires at the same moment whichever node is asked.
+func (n *Node) ReadBarrier() (int64, error) {
 	if n.cfg.Reads == Stale {
-		return nil
+		return n.readClock(), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionWait)
 	defer cancel()
 	for {
-		var idx uint64
+		var r readPoint
 		var err error
 		if n.IsLeader() {
-			idx, err = n.leaderReads.wait(ctx)
+			r, err = n.leaderReads.wait(ctx)
 		} else {
-			idx, err = n.followerReads.wait(ctx)
+			r, err = n.followerReads.wait(ctx)
 		}
 		if err == nil {
-			return n.fsm.WaitApplied(ctx, idx)
+			return r.now, n.fsm.WaitApplied(ctx, r.index)
 		}
 		if ctx.Err() != nil {
-			return err
+			return 0, err
 		}
 		// Leadership moved during the round: try again with the new leader.
 		if _, err := n.waitLeader(ctx); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
 
+// readPoint is what a read waits for: an index to have applied, and the
+// leader's time at the start of the round.
+type readPoint struct {
+	index uint64
+	now   int64
+}
+
 // leaderReadIndex is one read-index round on the leader.
-func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+func (n *Node) leaderReadIndex(ctx context.Context) (readPoint, error) {
 	if !n.IsLeader() {
-		return 0, errNotLeader
+		return readPoint{}, errNotLeader
 	}
 	// Until the barrier of this term has applied, the commit index may not
 	// cover entries committed by the previous leader.
 	if !n.ready.Load() {
 		if err := n.commitNoop(); err != nil {
-			return 0, err
+			return readPoint{}, err
 		}
 	}
-	idx := n.raft.CommitIndex()
+	r := readPoint{index: n.raft.CommitIndex(), now: n.readClock()}
 	if n.cfg.Reads == Linearizable {
 		if err := n.raft.VerifyLeader().Error(); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				return 0, errNotLeader
+				return readPoint{}, errNotLeader
 			}
-			return 0, err
+			return readPoint{}, err
 		}
 	}
-	return idx, nil
+	return r, nil
 }
 
 // remoteReadIndex is one read-index round asked of the leader.
-func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
+func (n *Node) remoteReadIndex(ctx context.Context) (readPoint, error) {
 	leader, err := n.waitLeader(ctx)
 	if err != nil {
-		return 0, err
+		return readPoint{}, err
 	}
 	if string(leader) == n.cfg.Advertise {
 		return n.leaderReadIndex(ctx)
 	}
 	resp, err := n.call(ctx, string(leader), opReadIndex, nil)
 	if err != nil {
-		return 0, err
+		return readPoint{}, err
 	}
-	if len(resp) != 8 {
-		return 0, errors.New("raftnode: bad read-index reply")
+	if len(resp) != 16 {
+		return readPoint{}, errors.New("raftnode: bad read-index reply")
 	}
-	return getU64(resp), nil
+	return readPoint{index: getU64(resp[:8]), now: int64(getU64(resp[8:]))}, nil
 }
 
 // batcher coalesces concurrent read barriers into rounds. A caller joins the
@@ -96,7 +105,7 @@ func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
 // maxRounds rounds run at once, so a burst of readers waits for at most one
 // round trip, not for the queue of rounds ahead of it.
 type batcher struct {
-	fetch    func(context.Context) (uint64, error)
+	fetch    func(context.Context) (readPoint, error)
 	mu       sync.Mutex
 	next     *round
 	inflight int
@@ -106,15 +115,15 @@ const maxRounds = 4
 
 type round struct {
 	done chan struct{}
-	idx  uint64
+	at   readPoint
 	err  error
 }
 
-func newBatcher(fetch func(context.Context) (uint64, error)) *batcher {
+func newBatcher(fetch func(context.Context) (readPoint, error)) *batcher {
 	return &batcher{fetch: fetch}
 }
 
-func (b *batcher) wait(ctx context.Context) (uint64, error) {
+func (b *batcher) wait(ctx context.Context) (readPoint, error) {
 	b.mu.Lock()
 	if b.next == nil {
 		b.next = &round{done: make(chan struct{})}
@@ -124,9 +133,9 @@ func (b *batcher) wait(ctx context.Context) (uint64, error) {
 	b.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.idx, r.err
+		return r.at, r.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return readPoint{}, ctx.Err()
 	}
 }
 
@@ -145,7 +154,7 @@ func (b *batcher) run(r *round) {
 	// A round outlives the caller that started it, so it gets its own
 	// deadline rather than that caller's context.
 	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
-	r.idx, r.err = b.fetch(ctx)
+	r.at, r.err = b.fetch(ctx)
 	cancel()
 	close(r.done)
 	b.mu.Lock()

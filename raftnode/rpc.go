@@ -21,7 +21,7 @@ import (
 //	response: status(1) len(4) payload
 const (
 	opApply     byte = 'A' // payload: db(1) then encoded commands; reply: done count then replies
-	opReadIndex byte = 'R' // reply: the leader's read index (8 bytes)
+	opReadIndex byte = 'R' // reply: the leader's read index and clock (8+8 bytes)
 	opInfo      byte = 'I' // reply: this node's RESP address
 
 	statusOK        byte = 0
@@ -59,14 +59,14 @@ func (n *Node) handleRPC(op byte, payload []byte) (byte, []byte) {
 	case opReadIndex:
 		ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 		defer cancel()
-		idx, err := n.leaderReads.wait(ctx)
+		r, err := n.leaderReads.wait(ctx)
 		if errors.Is(err, errNotLeader) {
 			return statusNotLeader, nil
 		}
 		if err != nil {
 			return statusErr, []byte(err.Error())
 		}
-		return statusOK, putU64(idx)
+		return statusOK, binary.BigEndian.AppendUint64(putU64(r.index), uint64(r.now))
 	case opApply:
 		if !n.IsLeader() {
 			return statusNotLeader, nil

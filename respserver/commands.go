@@ -50,7 +50,7 @@ func (cmd *command) arityOK(argc int) bool {
 
 // connection-level commands.
 var localCommands = []*command{
-	{name: "ping", arity: -1, flags: pubsubOK, local: cmdPing},
+	{name: "ping", arity: -1, flags: pubsubOK, local: cmdPingPubSub},
 	{name: "echo", arity: 2, local: cmdEcho},
 	{name: "quit", arity: -1, flags: noAuth | pubsubOK, local: cmdQuit},
 	{name: "hello", arity: -1, flags: noAuth, local: cmdHello},
@@ -62,6 +62,13 @@ var localCommands = []*command{
 	{name: "config", arity: -2, local: cmdConfig},
 	{name: "role", arity: 1, local: cmdRole},
 	{name: "time", arity: 1, local: cmdTime},
+	// pub/sub (pubsub.go); PUBLISH is a data command, through the log
+	{name: "subscribe", arity: -2, flags: pubsubOK, local: cmdSubscribe},
+	{name: "unsubscribe", arity: -1, flags: pubsubOK, local: cmdUnsubscribe},
+	{name: "psubscribe", arity: -2, flags: pubsubOK, local: cmdPSubscribe},
+	{name: "punsubscribe", arity: -1, flags: pubsubOK, local: cmdPUnsubscribe},
+	{name: "pubsub", arity: -2, local: cmdPubSub},
+	{name: "reset", arity: 1, flags: noAuth | pubsubOK, local: cmdReset},
 }
 
 // table is the one lookup every command goes through. It is filled in

@@ -35,6 +35,7 @@ type conn struct {
 	libVer  string
 	lastCmd atomic.Value // string
 	closing bool
+	ps      *subscriber // non-nil while subscribed: output goes through its outbox (pubsub.go)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -56,6 +57,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) serve() {
 	defer func() {
 		c.nc.Close()
+		c.pubsubClose(false) // after Close: a blocked flusher write fails at once
 		c.s.forget(c)
 	}()
 	for {
@@ -98,12 +100,19 @@ func (c *conn) fail(err error) {
 }
 
 func (c *conn) flush() error {
+	if c.ps != nil {
+		return c.flushPubSub()
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.w.Flush()
 }
 
 func (c *conn) write(b []byte) {
+	if c.ps != nil { // subscribed: keep order with queued messages
+		c.ps.push(b)
+		return
+	}
 	c.wmu.Lock()
 	c.w.Write(b)
 	c.wmu.Unlock()
@@ -145,17 +154,17 @@ func (c *conn) process(batch [][][]byte) {
 			j++
 		}
 		if kind == kindWrite {
-			for _, r := range c.s.node.Write(c.db, batch[i:j]) {
-				c.write(r)
+			for k, r := range c.s.node.Write(c.db, batch[i:j]) {
+				c.write(c.s.publishReply(batch[i+k], r)) // PUBLISH counts this node's receivers
 			}
 		} else {
-			if err := c.s.node.ReadBarrier(); err != nil {
+			if now, err := c.s.node.ReadBarrier(); err != nil {
 				for k := i; k < j; k++ {
 					c.write([]byte(raftnode.ReplyReadTimeout))
 				}
 			} else {
 				for _, args := range batch[i:j] {
-					c.write(c.s.node.Query(c.db, args))
+					c.write(c.s.node.Query(c.db, now, args))
 				}
 			}
 		}
@@ -175,6 +184,9 @@ func (c *conn) check(args [][]byte) (*command, string) {
 	}
 	if !c.authed && cmd.flags&noAuth == 0 {
 		return nil, "NOAUTH Authentication required."
+	}
+	if c.ps != nil && cmd.flags&pubsubOK == 0 {
+		return nil, subscribeModeRefusal(cmd, args)
 	}
 	return cmd, ""
 }

@@ -123,10 +123,13 @@ func (s *Server) infoSection(sec string) [][2]string {
 	case "persistence":
 		return [][2]string{{"loading", "0"}, {"aof_enabled", "1"}, {"rdb_changes_since_last_save", "0"}}
 	case "stats":
+		channels, patterns, delivered, dropped := s.pubsubStats()
 		return [][2]string{
 			{"total_connections_received", i(s.totalConns.Load())},
 			{"total_commands_processed", i(s.totalCommands.Load())},
 			{"rejected_connections", i(s.rejected.Load())},
+			{"pubsub_channels", i(channels)}, {"pubsub_patterns", i(patterns)},
+			{"pubsub_messages_delivered", i(delivered)}, {"pubsub_subscribers_dropped", i(dropped)},
 		}
 	case "replication":
 		offset := u(st.AppliedIndex)

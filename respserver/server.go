@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redraft/redraft/fsm"
 	"github.com/redraft/redraft/raftnode"
 )
 
@@ -25,6 +26,11 @@ type Config struct {
 	MaxBulkLen    int64 // proto-max-bulk-len
 	Version       string
 	Logger        *slog.Logger
+	// Pub/sub output buffer limits (client-output-buffer-limit pubsub):
+	// bytes, 0 = Redis's default (32 MiB hard, 8 MiB soft, 60 s), < 0 = none.
+	PubSubHardLimit int64
+	PubSubSoftLimit int64
+	PubSubSoftTime  time.Duration
 }
 
 // Server accepts Redis clients and serves them from a Raft node.
@@ -43,6 +49,8 @@ type Server struct {
 	totalConns    atomic.Int64
 	totalCommands atomic.Int64
 	rejected      atomic.Int64
+
+	ps pubsub // subscriptions on this node (pubsub.go)
 }
 
 // New makes a server for node; call Listen then Serve.
@@ -165,14 +173,22 @@ func (s *Server) clients() []*conn {
 
 // Attach sets the node the server serves from; the listener may be bound
 // before the node exists (its address is part of the node's config).
-func (s *Server) Attach(node *raftnode.Node) { s.node = node }
+func (s *Server) Attach(node *raftnode.Node) {
+	s.node = node
+	node.FSM().SetHooks(fsm.Hooks{Publish: s.deliver}) // applied PUBLISHes reach our subscribers
+}
 
 // Stats are the server's counters, for INFO, /status and /metrics.
 func (s *Server) Stats() map[string]int64 {
+	channels, patterns, delivered, dropped := s.pubsubStats()
 	return map[string]int64{
 		"connected_clients":          int64(len(s.clients())),
 		"total_connections_received": s.totalConns.Load(),
 		"total_commands_processed":   s.totalCommands.Load(),
 		"rejected_connections":       s.rejected.Load(),
+		"pubsub_channels":            channels,
+		"pubsub_patterns":            patterns,
+		"pubsub_messages_delivered":  delivered,
+		"pubsub_subscribers_dropped": dropped,
 	}
 }
