@@ -8,6 +8,7 @@ package fsm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -387,4 +388,61 @@ func (f *FSM) KeyCounts() [Databases]int64 {
 		return nil
 	})
 	return out
+}
+
+// Backup writes a consistent copy of the state (a bbolt file) to w while
+// applies go on: an online backup.
+func (f *FSM) Backup(w io.Writer) (int64, error) {
+	f.mu.RLock()
+	tx, err := f.db.Begin(false)
+	f.mu.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	return tx.WriteTo(w)
+}
+
+// Seed installs a backup as the state of a node that has no Raft state yet.
+// The applied index is reset: the new cluster's log starts from 1 and must
+// apply on top of the seeded data, not be skipped as already applied. Every
+// node of the new cluster is seeded with the same file before its first
+// start, so they begin identical.
+func Seed(path string, backup io.Reader) error {
+	tmp := path + ".seed"
+	w, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, backup); err != nil {
+		w.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	db, err := bolt.Open(tmp, 0o600, nil)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("not a redraft backup: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return errors.New("not a redraft backup: no meta bucket")
+		}
+		if err := m.Delete(keyDirty); err != nil {
+			return err
+		}
+		return m.Put(keyApplied, putU64(0))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }

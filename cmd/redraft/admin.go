@@ -12,7 +12,7 @@ import (
 )
 
 // serveAdmin runs the operator's HTTP port: health, readiness, status,
-// Prometheus metrics and pprof.
+// Prometheus metrics, an online backup (/snapshot) and pprof.
 func serveAdmin(ln net.Listener, node *raftnode.Node, srv *respserver.Server) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -46,6 +46,12 @@ func serveAdmin(ln net.Listener, node *raftnode.Node, srv *respserver.Server) {
 		metric("redraft_raft_servers", "Members in the Raft configuration.", "gauge", len(st.Servers))
 		for k, v := range srv.Stats() {
 			metric("redraft_"+k, "Server counter "+k+".", "counter", v)
+		}
+	})
+	mux.HandleFunc("/snapshot", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := node.FSM().Backup(w); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

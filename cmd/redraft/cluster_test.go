@@ -49,7 +49,11 @@ func binary(t *testing.T) string {
 
 func startCluster(t *testing.T, n int, extra ...string) *chaos.Cluster {
 	t.Helper()
-	dir := t.TempDir()
+	return startClusterIn(t, t.TempDir(), n, extra...)
+}
+
+func startClusterIn(t *testing.T, dir string, n int, extra ...string) *chaos.Cluster {
+	t.Helper()
 	c, err := chaos.StartCluster(chaos.ClusterConfig{Binary: binary(t), Nodes: n, Dir: dir, ExtraArgs: extra})
 	if err != nil {
 		t.Fatal(err)

@@ -33,8 +33,15 @@ func main() {
 			return
 		case "serve":
 			args = args[1:]
+		case "status", "snapshot":
+			run := map[string]func([]string) error{"status": cmdStatus, "snapshot": cmdSnapshot}[args[0]]
+			if err := run(args[1:]); err != nil {
+				fmt.Fprintln(os.Stderr, "redraft:", err)
+				os.Exit(1)
+			}
+			return
 		default:
-			fmt.Fprintf(os.Stderr, "redraft: unknown subcommand %q (try: serve, version)\n", args[0])
+			fmt.Fprintf(os.Stderr, "redraft: unknown subcommand %q (try: serve, status, snapshot, version)\n", args[0])
 			os.Exit(2)
 		}
 	}
@@ -52,6 +59,8 @@ type options struct {
 	snapshotThreshold, trailingLogs                 uint64
 	maxClients, walSegmentSize                      int
 	maxBulkLen                                      int64
+	pubsubHard, pubsubSoft                          int64 // pub/sub output buffer limits
+	pubsubSoftTime                                  time.Duration
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -76,6 +85,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.IntVar(&o.maxClients, "maxclients", 10000, "maximum client connections")
 	fs.Int64Var(&o.maxBulkLen, "proto-max-bulk-len", 512<<20, "largest bulk string a client may send")
+	fs.Int64Var(&o.pubsubHard, "pubsub-hard-limit", 32<<20, "bytes queued to a subscriber before it is disconnected (client-output-buffer-limit pubsub; 0: none)")
+	fs.Int64Var(&o.pubsubSoft, "pubsub-soft-limit", 8<<20, "bytes queued to a subscriber for longer than --pubsub-soft-time before it is disconnected (0: none)")
+	fs.DurationVar(&o.pubsubSoftTime, "pubsub-soft-time", 60*time.Second, "how long a subscriber may stay over --pubsub-soft-limit")
 	// Every flag may also come from REDRAFT_<NAME> (dashes as underscores);
 	// the command line wins.
 	var envErr error
@@ -152,6 +164,7 @@ func serve(args []string) error {
 	srv := respserver.New(respserver.Config{
 		Addr: o.addr, RequirePass: o.requirePass, ProtectedMode: o.protectedMode != "no",
 		MaxClients: o.maxClients, MaxBulkLen: o.maxBulkLen, Version: version, Logger: log,
+		PubSubHardLimit: noLimitIfZero(o.pubsubHard), PubSubSoftLimit: noLimitIfZero(o.pubsubSoft), PubSubSoftTime: o.pubsubSoftTime,
 	}, nil)
 	// Bind the client port first: with port 0 the node must know its real
 	// address to tell its peers.
@@ -197,6 +210,15 @@ func serve(args []string) error {
 	}
 	srv.Close()
 	return node.Close()
+}
+
+// noLimitIfZero maps a limit flag (0 = none, as in Redis's config) to
+// respserver's convention (0 = default, < 0 = none).
+func noLimitIfZero(v int64) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
 }
 
 // writeAddrs records the bound addresses, so tools that started the node
