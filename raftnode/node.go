@@ -75,7 +75,7 @@ type Node struct {
 
 	stamp     atomic.Int64 // the last time this node stamped on an entry
 	ready     atomic.Bool  // leader and caught up with its own term
-	respAddrs sync.Map     // raft address -> RESP address of peers
+	respAddrs sync.Map     // raft address -> cachedAddr: peers' client addresses
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -123,9 +123,38 @@ func Open(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.watchLeaderChanges()
 	return n, nil
+}
+
+// watchLeaderChanges cuts short the RPCs in flight to a leader once another
+// one is elected: their outcome is decided (or unknowable) by then.
+func (n *Node) watchLeaderChanges() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	var last raft.ServerAddress
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-ch:
+			leader := o.Data.(raft.LeaderObservation).LeaderAddr
+			if leader != "" && last != "" && leader != last {
+				n.pool.abort(string(last))
+			}
+			if leader != "" {
+				last = leader
+			}
+		}
+	}
 }
 
 func (n *Node) start() error {
@@ -360,16 +389,34 @@ func (n *Node) LeaderRESPAddr() (string, bool) {
 	if string(addr) == n.cfg.Advertise {
 		return n.cfg.RESPAddr, true
 	}
-	if v, ok := n.respAddrs.Load(string(addr)); ok {
-		return v.(string), true
+	return n.peerRESPAddr(string(addr), time.Second)
+}
+
+// respAddrTTL bounds how long a peer's client address is trusted: a peer
+// restarted on another port must not be advertised at its old one for long.
+const respAddrTTL = 2 * time.Second
+
+type cachedAddr struct {
+	addr string
+	at   time.Time
+}
+
+// peerRESPAddr asks the peer at raftAddr for its client address, caching
+// the answer for respAddrTTL.
+func (n *Node) peerRESPAddr(raftAddr string, timeout time.Duration) (string, bool) {
+	if v, ok := n.respAddrs.Load(raftAddr); ok && time.Since(v.(cachedAddr).at) < respAddrTTL {
+		return v.(cachedAddr).addr, true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	resp, err := n.call(ctx, string(addr), opInfo, nil)
+	resp, err := n.call(ctx, raftAddr, opInfo, nil)
 	if err != nil {
+		if v, ok := n.respAddrs.Load(raftAddr); ok {
+			return v.(cachedAddr).addr, true // unreachable now: the last known address beats none
+		}
 		return "", false
 	}
-	n.respAddrs.Store(string(addr), string(resp))
+	n.respAddrs.Store(raftAddr, cachedAddr{addr: string(resp), at: time.Now()})
 	return string(resp), true
 }
 
@@ -401,16 +448,8 @@ func (n *Node) PeerRESPAddrs() []string {
 		if p.Addr == n.cfg.Advertise {
 			continue
 		}
-		if v, ok := n.respAddrs.Load(p.Addr); ok {
-			out = append(out, v.(string))
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		resp, err := n.call(ctx, p.Addr, opInfo, nil)
-		cancel()
-		if err == nil {
-			n.respAddrs.Store(p.Addr, string(resp))
-			out = append(out, string(resp))
+		if addr, ok := n.peerRESPAddr(p.Addr, 200*time.Millisecond); ok {
+			out = append(out, addr)
 		}
 	}
 	return out

@@ -117,6 +117,8 @@ func (n *Node) call(ctx context.Context, addr string, op byte, payload []byte) (
 		deadline = time.Now().Add(10 * time.Second)
 	}
 	pc.c.SetDeadline(deadline)
+	n.pool.begin(addr, pc)
+	defer n.pool.end(addr, pc)
 	if err := writeFrame(pc.w, op, payload); err != nil {
 		pc.c.Close()
 		return nil, err
@@ -235,11 +237,39 @@ func splitChunks(b []byte) ([][]byte, error) {
 func putU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 func getU64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
-// pool keeps idle RPC connections per peer.
+// pool keeps idle RPC connections per peer, and knows the ones in use so
+// that calls to a leader that has been replaced can be cut short.
 type pool struct {
 	mu     sync.Mutex
 	idle   map[string][]*pconn
+	busy   map[string]map[*pconn]struct{}
 	closed bool
+}
+
+func (p *pool) begin(addr string, pc *pconn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[addr] == nil {
+		p.busy[addr] = map[*pconn]struct{}{}
+	}
+	p.busy[addr][pc] = struct{}{}
+}
+
+func (p *pool) end(addr string, pc *pconn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.busy[addr], pc)
+}
+
+// abort fails every call in flight to addr now: a new leader has been
+// elected, and a forwarded write or read-index round waiting on the old one
+// (paused, cut off) would otherwise wait out its whole deadline.
+func (p *pool) abort(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pc := range p.busy[addr] {
+		pc.c.SetDeadline(time.Now())
+	}
 }
 
 type pconn struct {
@@ -250,7 +280,9 @@ type pconn struct {
 
 const maxIdlePerPeer = 64
 
-func newPool() *pool { return &pool{idle: map[string][]*pconn{}} }
+func newPool() *pool {
+	return &pool{idle: map[string][]*pconn{}, busy: map[string]map[*pconn]struct{}{}}
+}
 
 func (p *pool) get(addr string, dial func() (net.Conn, error)) (*pconn, error) {
 	p.mu.Lock()

@@ -255,6 +255,15 @@ func TestClusterLeaderKillUnderLoad(t *testing.T) {
 	if err := c.Start(leader); err != nil {
 		t.Fatal(err)
 	}
+	// The old leader had entries no one else committed: as a follower it
+	// truncates its log's tail. A second kill -9 right after must not leave
+	// a log that will not open (raft-wal before v0.4.1 did exactly that).
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(leader); err != nil {
+		t.Fatal(err)
+	}
 	assertPresent(t, c, acked)
 	assertConverged(t, c)
 }
