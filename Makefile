@@ -39,8 +39,8 @@ bench: build
 # The long chaos run (>= 10 minutes, 3 and 5 nodes); figures go to docs/chaos.md.
 chaos: build
 	$(GO) build -o $(CHAOS_BIN) ./cmd/redraft-chaos
-	./$(CHAOS_BIN) --binary $(BIN) --nodes 3 --duration 6m --faults 30 --out chaos-out/n3
-	./$(CHAOS_BIN) --binary $(BIN) --nodes 5 --duration 6m --faults 30 --out chaos-out/n5
+	./$(CHAOS_BIN) --binary $(BIN) --nodes 3 --duration 6m --faults 40 --out chaos-out/n3
+	./$(CHAOS_BIN) --binary $(BIN) --nodes 5 --duration 6m --faults 40 --out chaos-out/n5
 
 clean:
 	rm -rf bin redraft-data redraft-cluster

@@ -62,7 +62,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Kinds = AllFaults
 	}
 	if cfg.ExtraArgs == nil {
-		cfg.ExtraArgs = []string{"--snapshot-threshold", "256", "--trailing-logs", "64"}
+		cfg.ExtraArgs = []string{"--snapshot-threshold", "256", "--trailing-logs", "64", "--snapshot-interval", "1s", "--wal-segment-size", "1048576"}
 	}
 	if cfg.Hold <= 0 {
 		cfg.Hold = 4 * time.Second

@@ -35,7 +35,7 @@ func run() int {
 		out      = flag.String("out", "", "report directory (default: a new dir under the system temp dir)")
 		binary   = flag.String("binary", "", "redraft binary (default: build ./cmd/redraft of this module)")
 		hold     = flag.Duration("hold", 4*time.Second, "how long each fault lasts")
-		extra    = flag.String("node-args", "--snapshot-threshold 256 --trailing-logs 64", "extra flags for every node")
+		extra    = flag.String("node-args", "--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s --wal-segment-size 1048576", "extra flags for every node")
 		verbose  = flag.Bool("v", false, "copy node output to stderr (default: node logs in the out dir)")
 	)
 	flag.Parse()
