@@ -237,6 +237,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	now := f.lastNow.Load()
 	last := applied
 	var effects []effect
+	var batch batchState
 	tx, err := f.db.Begin(true)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: begin: %v", err)) // disk gone: let raft replay after restart
@@ -257,12 +258,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if e.Now > now {
 			now = e.Now
 		}
-		c := Ctx{tx: tx, DB: e.DB, Now: now, writable: true, index: i}
+		c := Ctx{tx: tx, DB: e.DB, Now: now, writable: true, index: i, batch: &batch}
 		out[i] = c.run(e.Args)
 		if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
 			effects = append(effects, c.effects...)
 		}
 	}
+	batch.flushCounts(tx)
 	m := tx.Bucket(bucketMeta)
 	if err := m.Put(keyApplied, putU64(last)); err != nil {
 		panic(err)

@@ -61,6 +61,7 @@ type Ctx struct {
 	effects  []effect
 	index    int // position of the entry in its batch, for effects
 	kbuf     []byte
+	batch    *batchState // nil on the read path
 }
 
 func (c *Ctx) keys() *bolt.Bucket { return c.tx.Bucket(dbBuckets[c.DB]) }
@@ -158,14 +159,31 @@ func (c *Ctx) del(key []byte) bool {
 	return live
 }
 
-func (c *Ctx) addCount(d int64) {
-	m := c.tx.Bucket(bucketMeta)
-	n := int64(getU64(m.Get(countKeys[c.DB]))) + d
-	must(m.Put(countKeys[c.DB], putU64(uint64(n))))
+// batchState is what the entries of one ApplyBatch share: key-count deltas
+// are summed in memory and written once per batch, not once per key.
+type batchState struct {
+	countDelta [Databases]int64
 }
 
+func (c *Ctx) addCount(d int64) { c.batch.countDelta[c.DB] += d }
+
 func (c *Ctx) count(db int) int64 {
-	return int64(getU64(c.tx.Bucket(bucketMeta).Get(countKeys[db])))
+	n := int64(getU64(c.tx.Bucket(bucketMeta).Get(countKeys[db])))
+	if c.batch != nil {
+		n += c.batch.countDelta[db]
+	}
+	return n
+}
+
+// flushCounts writes the batch's key-count deltas.
+func (b *batchState) flushCounts(tx *bolt.Tx) {
+	m := tx.Bucket(bucketMeta)
+	for db, d := range b.countDelta {
+		if d != 0 {
+			n := int64(getU64(m.Get(countKeys[db]))) + d
+			must(m.Put(countKeys[db], putU64(uint64(n))))
+		}
+	}
 }
 
 // flush empties database db.

@@ -231,7 +231,13 @@ func (n *Node) start() error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, trans)
+	// The leader reads every entry back from the log store to replicate it;
+	// a cache of recent entries saves a disk read per entry per follower.
+	logs, err := raft.NewLogCache(4096, n.store)
+	if err != nil {
+		return err
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, trans)
 	return err
 }
 
