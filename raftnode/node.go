@@ -69,6 +69,7 @@ type Node struct {
 	store logStore
 	mux   *mux
 	pool  *pool
+	fwd   *forwarder
 
 	leaderReads   *batcher // read-index rounds served as leader
 	followerReads *batcher // read-index rounds fetched from the leader
@@ -101,6 +102,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{})}
+	n.fwd = &forwarder{n: n}
 	n.leaderReads = newBatcher(n.leaderReadIndex)
 	n.followerReads = newBatcher(n.remoteReadIndex)
 

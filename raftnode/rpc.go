@@ -20,7 +20,7 @@ import (
 //	request:  op(1) len(4) payload
 //	response: status(1) len(4) payload
 const (
-	opApply     byte = 'A' // payload: db(1) then encoded commands; reply: done count then replies
+	opApply     byte = 'A' // payload: entries (no time: the leader stamps); reply: replies for a prefix
 	opReadIndex byte = 'R' // reply: the leader's read index and clock (8+8 bytes)
 	opInfo      byte = 'I' // reply: this node's RESP address
 
@@ -71,25 +71,25 @@ func (n *Node) handleRPC(op byte, payload []byte) (byte, []byte) {
 		if !n.IsLeader() {
 			return statusNotLeader, nil
 		}
-		db, cmds, err := decodeCommands(payload)
+		entries, err := decodeEntries(payload)
 		if err != nil {
 			return statusErr, []byte(err.Error())
 		}
-		return statusOK, encodeReplies(n.applyLocal(db, cmds))
+		return statusOK, encodeReplies(n.applyLocal(entries))
 	}
 	return statusErr, []byte(fmt.Sprintf("unknown op %q", op))
 }
 
-// forward sends cmds to the leader. It returns the replies of a prefix of
-// cmds, and uncertain=true when the exchange broke after the request may
-// have reached the leader.
-func (n *Node) forward(ctx context.Context, leader string, db int, cmds [][][]byte) (replies [][]byte, uncertain bool) {
-	resp, err := n.call(ctx, leader, opApply, encodeCommands(db, cmds))
+// forwardRPC sends entries to the leader in one RPC. It returns the
+// replies of a prefix of entries, and uncertain=true when the exchange broke
+// after the request may have reached the leader.
+func (n *Node) forwardRPC(ctx context.Context, leader string, entries []fsm.Entry) (replies [][]byte, uncertain bool) {
+	resp, err := n.call(ctx, leader, opApply, encodeEntries(entries))
 	var sent *sentError
 	switch {
 	case err == nil:
 		replies, err = decodeReplies(resp)
-		if err != nil {
+		if err != nil || len(replies) > len(entries) {
 			return nil, true
 		}
 		return replies, false
@@ -170,13 +170,12 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	return h[0], b, nil
 }
 
-// encodeCommands packs a pipeline of commands as entries without a time:
-// the leader stamps them.
-func encodeCommands(db int, cmds [][][]byte) []byte {
-	b := []byte{byte(db)}
-	b = binary.AppendUvarint(b, uint64(len(cmds)))
-	for _, args := range cmds {
-		e := fsm.Entry{DB: db, Args: args}
+// encodeEntries packs entries for forwarding, without a time: the leader
+// stamps them.
+func encodeEntries(entries []fsm.Entry) []byte {
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
 		enc := e.Encode()
 		b = binary.AppendUvarint(b, uint64(len(enc)))
 		b = append(b, enc...)
@@ -184,24 +183,19 @@ func encodeCommands(db int, cmds [][][]byte) []byte {
 	return b
 }
 
-func decodeCommands(b []byte) (int, [][][]byte, error) {
-	if len(b) < 1 {
-		return 0, nil, errors.New("raftnode: empty apply")
-	}
-	db := int(b[0])
-	chunks, err := splitChunks(b[1:])
+func decodeEntries(b []byte) ([]fsm.Entry, error) {
+	chunks, err := splitChunks(b)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	cmds := make([][][]byte, len(chunks))
+	entries := make([]fsm.Entry, len(chunks))
 	for i, c := range chunks {
-		e, err := fsm.DecodeEntry(c)
-		if err != nil {
-			return 0, nil, err
+		if entries[i], err = fsm.DecodeEntry(c); err != nil {
+			return nil, err
 		}
-		cmds[i] = e.Args
+		entries[i].Now = 0
 	}
-	return db, cmds, nil
+	return entries, nil
 }
 
 func encodeReplies(replies [][]byte) []byte {

@@ -24,11 +24,15 @@ const (
 // caller never sees the difference. While there is no leader, Write waits
 // up to the election wait.
 func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
+	entries := make([]fsm.Entry, len(cmds))
+	for i, args := range cmds {
+		entries[i] = fsm.Entry{DB: db, Args: args}
+	}
 	replies := make([][]byte, 0, len(cmds))
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionWait)
 	defer cancel()
-	for len(replies) < len(cmds) {
-		rest := cmds[len(replies):]
+	for len(replies) < len(entries) {
+		rest := entries[len(replies):]
 		leader, err := n.waitLeader(ctx)
 		if err != nil {
 			break
@@ -36,17 +40,17 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 		var got [][]byte
 		var uncertain bool
 		if string(leader) == n.cfg.Advertise {
-			got = n.applyLocal(db, rest)
+			got = n.applyLocal(rest)
 		} else {
-			got, uncertain = n.forward(ctx, string(leader), db, rest)
+			got, uncertain = n.fwd.do(string(leader), rest)
 		}
 		replies = append(replies, got...)
 		if uncertain {
-			for len(replies) < len(cmds) {
+			for len(replies) < len(entries) {
 				replies = append(replies, []byte(ReplyUncertain))
 			}
 		}
-		if len(replies) < len(cmds) {
+		if len(replies) < len(entries) {
 			// The rest were certainly not applied: wait for a (new) leader.
 			select {
 			case <-ctx.Done():
@@ -54,22 +58,23 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 			}
 		}
 	}
-	for len(replies) < len(cmds) {
+	for len(replies) < len(entries) {
 		replies = append(replies, []byte(ReplyClusterDown))
 	}
 	return replies
 }
 
-// applyLocal proposes cmds on this node as leader. It returns replies for a
-// prefix of cmds; the commands after that prefix were certainly not applied
-// (this node is not, or no longer, the leader).
-func (n *Node) applyLocal(db int, cmds [][][]byte) [][]byte {
-	futures := make([]raft.ApplyFuture, 0, len(cmds))
-	for _, args := range cmds {
-		e := fsm.Entry{Now: n.now(), DB: db, Args: args}
+// applyLocal proposes entries on this node as leader, stamping each with
+// the leader's clock. It returns replies for a prefix of entries; the ones
+// after that prefix were certainly not applied (this node is not, or no
+// longer, the leader).
+func (n *Node) applyLocal(entries []fsm.Entry) [][]byte {
+	futures := make([]raft.ApplyFuture, 0, len(entries))
+	for _, e := range entries {
+		e.Now = n.now()
 		futures = append(futures, n.raft.Apply(e.Encode(), n.cfg.ElectionWait))
 	}
-	replies := make([][]byte, 0, len(cmds))
+	replies := make([][]byte, 0, len(entries))
 	for _, f := range futures {
 		err := f.Error()
 		switch {
@@ -103,7 +108,7 @@ func (n *Node) sweepExpired(stop chan struct{}) {
 		}
 		for db, keys := range n.fsm.Expired(n.now(), 1000) {
 			args := append([][]byte{[]byte("redraft.expire")}, keys...)
-			n.applyLocal(db, [][][]byte{args})
+			n.applyLocal([]fsm.Entry{{DB: db, Args: args}})
 		}
 	}
 }

@@ -1,0 +1,86 @@
+package raftnode
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redraft/redraft/fsm"
+)
+
+// forwarder coalesces concurrent forwards to the leader: while RPCs are in
+// flight, new requests queue up and leave together in the next one. Fifty
+// clients on a follower then cost a few RPCs per commit instead of fifty.
+type forwarder struct {
+	n        *Node
+	mu       sync.Mutex
+	queue    []*forwardReq
+	inflight int
+}
+
+// maxForwardRPCs bounds the forwarding RPCs in flight from one node.
+const maxForwardRPCs = 4
+
+// maxForwardBatch bounds the entries one forwarding RPC carries.
+const maxForwardBatch = 4096
+
+type forwardReq struct {
+	leader    string
+	entries   []fsm.Entry
+	done      chan struct{}
+	replies   [][]byte
+	uncertain bool
+}
+
+// do forwards entries (in order) to leader and returns the replies of a
+// prefix of them; see forwardRPC.
+func (f *forwarder) do(leader string, entries []fsm.Entry) ([][]byte, bool) {
+	r := &forwardReq{leader: leader, entries: entries, done: make(chan struct{})}
+	f.mu.Lock()
+	f.queue = append(f.queue, r)
+	f.startLocked()
+	f.mu.Unlock()
+	<-r.done // bounded: every RPC has a deadline
+	return r.replies, r.uncertain
+}
+
+// startLocked sends queued requests while RPC slots are free, each RPC
+// taking the queued requests bound for the same leader.
+func (f *forwarder) startLocked() {
+	for f.inflight < maxForwardRPCs && len(f.queue) > 0 {
+		leader := f.queue[0].leader
+		var batch, rest []*forwardReq
+		size := 0
+		for _, r := range f.queue {
+			if r.leader == leader && (len(batch) == 0 || size+len(r.entries) <= maxForwardBatch) {
+				batch = append(batch, r)
+				size += len(r.entries)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		f.queue = rest
+		f.inflight++
+		go f.send(leader, batch)
+	}
+}
+
+func (f *forwarder) send(leader string, batch []*forwardReq) {
+	var all []fsm.Entry
+	for _, r := range batch {
+		all = append(all, r.entries...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.n.cfg.ElectionWait)
+	replies, uncertain := f.n.forwardRPC(ctx, leader, all)
+	cancel()
+	// The replies cover a prefix of all: hand each request its share.
+	for _, r := range batch {
+		k := min(len(r.entries), len(replies))
+		r.replies, replies = replies[:k], replies[k:]
+		r.uncertain = uncertain && k < len(r.entries)
+		close(r.done)
+	}
+	f.mu.Lock()
+	f.inflight--
+	f.startLocked()
+	f.mu.Unlock()
+}
