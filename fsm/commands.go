@@ -83,19 +83,28 @@ var table = []*Command{
 	// pub/sub: through the log so messages are ordered with writes (pubsub.go)
 	{Name: "publish", Arity: 3, Flags: Write, Run: cmdPublish},
 
+	// scripting
+	{Name: "eval", Arity: -3, Flags: Write | NoScript, Run: cmdEval},
+	{Name: "evalsha", Arity: -3, Flags: Write | NoScript, Run: cmdEvalSha},
+	{Name: "eval_ro", Arity: -3, Flags: Read | NoScript, Run: cmdEvalRO},
+	{Name: "evalsha_ro", Arity: -3, Flags: Read | NoScript, Run: cmdEvalShaRO},
+	{Name: "script", Arity: -2, Flags: Write | NoScript, Run: cmdScript},
+
 	// proposed by redraft itself: the sweeper's deletions, and a new
 	// leader's first entry (see raftnode's watchLeadership)
 	{Name: "redraft.noop", Arity: 1, Flags: Write | Internal | NoScript, Run: func(c *Ctx, _ [][]byte) { c.out = AppendStatus(c.out, "OK") }},
 	{Name: "redraft.expire", Arity: -2, Flags: Write | Internal | NoScript, Run: cmdSweep},
 }
 
-var byName = func() map[string]*Command {
-	m := make(map[string]*Command, len(table))
+// byName indexes table; filled in init because scripts (EVAL) look
+// commands up from inside the table's own handlers.
+var byName = map[string]*Command{}
+
+func init() {
 	for _, c := range table {
-		m[c.Name] = c
+		byName[c.Name] = c
 	}
-	return m
-}()
+}
 
 // Lookup finds a data command by name, in any case.
 func Lookup(name []byte) *Command {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redraft/redraft/fsm"
+	"github.com/redraft/redraft/lua"
 	"github.com/redraft/redraft/raftnode"
 	"github.com/redraft/redraft/respserver"
 )
@@ -58,7 +60,7 @@ type options struct {
 	electionWait, electionTimeout, snapshotInterval time.Duration
 	snapshotThreshold, trailingLogs                 uint64
 	maxClients, walSegmentSize                      int
-	maxBulkLen                                      int64
+	maxBulkLen, luaMaxSteps, luaMaxMemory           int64
 	pubsubHard, pubsubSoft                          int64 // pub/sub output buffer limits
 	pubsubSoftTime                                  time.Duration
 }
@@ -74,6 +76,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.httpAddr, "http-addr", "", "admin HTTP address (/healthz /readyz /status /metrics /debug/pprof); empty: off")
 	fs.StringVar(&o.logStore, "log-store", "wal", "Raft log store: wal (raft-wal) or bolt (raft-boltdb/v2)")
 	fs.IntVar(&o.walSegmentSize, "wal-segment-size", 0, "raft-wal segment size in bytes (0: 64 MiB); compaction frees whole segments")
+	fs.Int64Var(&o.luaMaxSteps, "lua-max-steps", 0, "VM instructions a script may run before it fails (0: 20,000,000); must match on every node")
+	fs.Int64Var(&o.luaMaxMemory, "lua-max-memory", 0, "bytes a script may allocate before it fails (0: 256 MiB); must match on every node")
 	fs.StringVar(&o.reads, "reads", "linearizable", "read consistency: linearizable, lease or stale")
 	fs.StringVar(&o.requirePass, "requirepass", "", "password clients must AUTH with (prefer REDRAFT_REQUIREPASS: flags show in ps)")
 	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "with no password, accept only loopback clients (yes|no)")
@@ -141,6 +145,7 @@ func serve(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", o.id)
 	slog.SetDefault(log)
 
+	fsm.ScriptLimits = lua.Limits{MaxSteps: o.luaMaxSteps, MaxMemory: o.luaMaxMemory}
 	peers, err := parseCluster(o.initialCluster)
 	if err != nil {
 		return err
