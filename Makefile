@@ -26,7 +26,7 @@ vet:
 test: vet build test-go test-e2e
 
 test-go:
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -p 1 -count=1 -timeout 15m ./...
 
 test-e2e: build
 	@if [ ! -d e2e/node_modules ]; then cd e2e && npm ci --no-audit --no-fund; fi

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-./bin/redraft}
 N=${BENCH_N:-100000}
 C=50
-TESTS=${BENCH_TESTS:-set get incr lock}
+TESTS=${BENCH_TESTS:-set get incr lock publish evalset evalrmw}
 work=$(mktemp -d /tmp/redraft-bench.XXXXXX)
 out=bench-results
 mkdir -p "$out"
@@ -60,9 +60,26 @@ bench() {
     get)  csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 -t get --csv) ;;
     incr) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 -t incr --csv) ;;
     lock) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 --csv SET 'lock:__rand_int__' host EX 10 NX) ;;
+    publish) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 --csv PUBLISH 'chan:__rand_int__' payload) ;;
+    evalset) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 --csv EVAL "$EVAL_SET" 1 'key:__rand_int__' value) ;;
+    evalrmw) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 1000 --csv EVAL "$EVAL_RMW" 1 'doc:__rand_int__' 2026-11-21T00:00:00Z) ;;
   esac
   echo "$csv" | tail -1 | awk -F',' '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print $2, $5, $7}'
 }
+
+# A small SET script, and a cjson read-modify-write of a ~1 KB JSON document
+# (the shape of Node-RED's context store updates).
+EVAL_SET="return redis.call('SET', KEYS[1], ARGV[1])"
+EVAL_RMW="local v = redis.call('GET', KEYS[1])
+local doc
+if v then doc = cjson.decode(v) else
+  doc = {name = KEYS[1], items = {}, meta = {created = ARGV[1]}}
+  for i = 1, 20 do doc.items[i] = {id = i, label = 'item ' .. i, value = i * 1.5} end
+end
+doc.meta.updated = ARGV[1]
+doc.meta.count = (doc.meta.count or 0) + 1
+redis.call('SET', KEYS[1], cjson.encode(doc))
+return doc.meta.count"
 
 declare -A R
 targets="durable mem leader follower"
