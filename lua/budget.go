@@ -25,10 +25,11 @@ import (
 
 const (
 	// DefaultMaxSteps is the VM instruction budget when Limits.MaxSteps is 0.
-	// gopher-lua runs roughly 30-60 M instructions/s with the counting hook,
-	// so this is about one to two seconds of a single core: far above any
-	// sane Redis script, low enough that a `while true do end` costs every
-	// node the same short stall instead of wedging the cluster.
+	// gopher-lua runs roughly 15-70 M instructions/s with the counting hook
+	// depending on the mix (arithmetic allocates, jumps do not), so this is
+	// 0.3-1.5 s of one core: thousands of times what the Node-RED scripts
+	// need, low enough that a `while true do end` costs every node the same
+	// short stall instead of wedging the cluster.
 	DefaultMaxSteps = 20_000_000
 	// DefaultMaxMemory is the allocation budget when Limits.MaxMemory is 0.
 	DefaultMaxMemory = 256 << 20
@@ -86,9 +87,10 @@ func newStepCtx(e *engine, L *glua.LState) *stepCtx {
 func (c *stepCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *stepCtx) Value(any) any               { return nil }
 
-// AfterFunc makes context.WithCancel (called by gopher-lua's NewThread) skip
-// the goroutine it would otherwise start to watch Done: such a goroutine
-// would call Done at unpredictable times and break the step count.
+// AfterFunc makes context.WithCancel skip the goroutine it would otherwise
+// start to watch Done: such a goroutine would call Done at unpredictable
+// times and break the step count. (Coroutines are created with the context
+// removed anyway, see corolib.go; this is the second line of defence.)
 func (c *stepCtx) AfterFunc(func()) func() bool { return func() bool { return true } }
 
 func (c *stepCtx) Err() error {

@@ -48,16 +48,27 @@ func (e *engine) openCoroutine(G *glua.LTable) {
 		},
 		"resume": func(L *glua.LState) int { return e.resume(L, resume) },
 	})
-	for _, name := range []string{"running", "status", "yield"} {
-		t.RawSetString(name, orig.RawGetString(name))
-	}
+	status := orig.RawGetString("status").(*glua.LFunction).GFunction
+	yield := orig.RawGetString("yield").(*glua.LFunction)
+	e.register(t, map[string]glua.LGFunction{
+		"status": func(L *glua.LState) int {
+			if _, ok := L.Get(1).(*glua.LState); !ok {
+				argError(L, 1, "coroutine expected")
+			}
+			return status(L)
+		},
+	})
+	// yield must stay gopher-lua's own function: its VM recognises it to
+	// switch threads. Outside a coroutine Lua 5.1 refuses with this text.
+	t.RawSetString("yield", yield)
+	t.RawSetString("running", orig.RawGetString("running"))
 	G.RawSetString("coroutine", e.protect(t))
 }
 
 // resume is gopher-lua's resume with Lua 5.1's texts for the refusals.
 func (e *engine) resume(L *glua.LState, resume glua.LGFunction) int {
 	if _, ok := L.Get(1).(*glua.LState); !ok {
-		typeError(L, 1, "coroutine")
+		argError(L, 1, "coroutine expected")
 	}
 	n := resume(L)
 	if n == 2 && L.Get(-2) == glua.LFalse {

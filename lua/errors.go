@@ -113,6 +113,10 @@ func (e *engine) translate(L *glua.LState, f frame, v glua.LValue) glua.LValue {
 		if out, ok := translateArgError(f, msg); ok {
 			return glua.LString(out)
 		}
+		if strings.HasSuffix(msg, "can not yield from outside of a coroutine") {
+			// lua_yield raises from C: no position.
+			return glua.LString("attempt to yield across metamethod/C-call boundary")
+		}
 		return v
 	}
 	prefix := frameWhere(f)
@@ -190,6 +194,10 @@ func (e *engine) translate(L *glua.LState, f frame, v glua.LValue) glua.LValue {
 		return glua.LString(prefix + "'for' step must be a number")
 	case body == "registry overflow":
 		return glua.LString(prefix + "stack overflow")
+	case body == "too many recursions in gettable":
+		return glua.LString(prefix + "loop in gettable")
+	case body == "too many recursions in settable":
+		return glua.LString(prefix + "loop in settable")
 	}
 	return v
 }

@@ -111,13 +111,18 @@ type script struct {
 	compileErr string
 }
 
-// maxCachedScripts bounds the compile cache. Node-RED uses a handful of
-// scripts; clients that generate unique bodies just churn the cache.
-const maxCachedScripts = 1024
+// The compile cache is bounded in entries and bytes. Node-RED uses a
+// handful of scripts; clients that generate unique bodies just churn it.
+const (
+	maxCachedScripts = 1024
+	maxCachedBytes   = 32 << 20
+	maxCachedBody    = 1 << 20 // larger bodies are compiled on every call
+)
 
 var (
-	cacheMu sync.RWMutex
-	cache   = make(map[string]*script)
+	cacheMu    sync.RWMutex
+	cache      = make(map[string]*script)
+	cacheBytes int
 )
 
 func compileCached(body []byte) *script {
@@ -129,16 +134,23 @@ func compileCached(body []byte) *script {
 	}
 	sc = &script{sha: SHA1Hex(body)}
 	sc.proto, sc.compileErr = compileChunk(body, "user_script", 0)
+	if len(body) > maxCachedBody {
+		return sc
+	}
 	cacheMu.Lock()
-	if len(cache) >= maxCachedScripts {
-		// Drop an arbitrary entry; which one does not affect results, only
-		// compile work, so Go's random map order is harmless here.
-		for k := range cache {
-			delete(cache, k)
+	// Drop arbitrary entries; which ones does not affect results, only
+	// compile work, so Go's random map order is harmless here.
+	for k := range cache {
+		if len(cache) < maxCachedScripts && cacheBytes+len(body) <= maxCachedBytes {
 			break
 		}
+		delete(cache, k)
+		cacheBytes -= len(k)
 	}
-	cache[string(body)] = sc
+	if _, dup := cache[string(body)]; !dup {
+		cache[string(body)] = sc
+		cacheBytes += len(body)
+	}
 	cacheMu.Unlock()
 	return sc
 }

@@ -128,8 +128,10 @@ func (e *engine) orderModel(h sizeHint) *ltable {
 // walks Go maps, whose order is random.
 func gopherOrder(t *glua.LTable) []glua.LValue {
 	var out []glua.LValue
-	for k, _ := t.Next(glua.LNil); k != glua.LNil; k, _ = t.Next(k) {
+	k, _ := t.Next(glua.LNil)
+	for k != glua.LNil {
 		out = append(out, k)
+		k, _ = t.Next(k)
 	}
 	return out
 }

@@ -42,9 +42,8 @@ func (e *engine) appendReply(b []byte, v glua.LValue, stack int) []byte {
 }
 
 func (e *engine) appendTableReply(b []byte, t *glua.LTable, stack int) []byte {
-	if s, ok := t.RawGetString("err").(glua.LString); ok {
-		_ = s
-		return appendError(b, noNewlines(errFieldMsg(e, t)))
+	if _, ok := t.RawGetString("err").(glua.LString); ok {
+		return appendError(b, errFieldMsg(e, t))
 	}
 	if s, ok := t.RawGetString("ok").(glua.LString); ok {
 		b = append(b, '+')
