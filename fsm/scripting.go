@@ -28,7 +28,7 @@ func cmdEvalShaRO(c *Ctx, args [][]byte) { c.evalSha(args, true) }
 
 func (c *Ctx) evalSha(args [][]byte, readOnly bool) {
 	body := c.scriptBody(args[1])
-	if body == nil {
+	if n, ok := parseInt(args[2]); body == nil && ok && n >= 0 && n <= int64(len(args)-3) { // numkeys errors first, as Redis
 		c.out = AppendError(c.out, errNoScript)
 		return
 	}
@@ -59,7 +59,7 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 		c.out = AppendError(c.out, "ERR Number of keys can't be negative")
 		return
 	}
-	if cache && c.writable {
+	if cache && c.writable && lua.Check(body) == "" { // Redis caches only scripts that compile
 		c.storeScript(body)
 	}
 	keys, argv := rest[1:1+n], rest[1+n:]
