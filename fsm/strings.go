@@ -10,8 +10,12 @@ import (
 // grow beyond it (APPEND, SETRANGE).
 const MaxStringSize = 512 << 20
 
-func cmdGet(c *Ctx, args [][]byte) {
-	v, found, wrong := c.lookupString(args[1])
+func cmdGet(c *Ctx, args [][]byte) { c.replyString(args[1]) }
+
+// replyString answers GET's way: the value, nil, or WRONGTYPE. It reports
+// whether a string was there.
+func (c *Ctx) replyString(key []byte) bool {
+	v, found, wrong := c.lookupString(key)
 	switch {
 	case wrong:
 		c.out = AppendError(c.out, ErrWrongType)
@@ -19,7 +23,9 @@ func cmdGet(c *Ctx, args [][]byte) {
 		c.out = AppendNull(c.out)
 	default:
 		c.out = AppendBulk(c.out, v)
+		return true
 	}
+	return false
 }
 
 // setFlags are SET's and GETEX's options.
@@ -155,14 +161,7 @@ func cmdPSetEX(c *Ctx, args [][]byte) {
 func cmdGetSet(c *Ctx, args [][]byte) { c.set(args[1], args[2], setFlags{get: true}, "getset") }
 
 func cmdGetDel(c *Ctx, args [][]byte) {
-	v, found, wrong := c.lookupString(args[1])
-	switch {
-	case wrong:
-		c.out = AppendError(c.out, ErrWrongType)
-	case !found:
-		c.out = AppendNull(c.out)
-	default:
-		c.out = AppendBulk(c.out, v)
+	if c.replyString(args[1]) {
 		c.del(args[1])
 	}
 }
