@@ -76,9 +76,9 @@ var table = []*Command{
 	{Name: "pexpiretime", Arity: 2, Flags: Read, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPExpireTime},
 	{Name: "persist", Arity: 2, Flags: Write, FirstKey: 1, LastKey: 1, Step: 1, Run: cmdPersist},
 	{Name: "dbsize", Arity: 1, Flags: Read, Run: cmdDBSize},
-	{Name: "flushdb", Arity: -1, Flags: Write | NoScript, Run: cmdFlushDB},
+	{Name: "flushdb", Arity: -1, Flags: Write, Run: cmdFlushDB},
 	{Name: "debug", Arity: -2, Flags: Read | NoScript, Run: cmdDebug},
-	{Name: "flushall", Arity: -1, Flags: Write | NoScript, Run: cmdFlushAll},
+	{Name: "flushall", Arity: -1, Flags: Write, Run: cmdFlushAll},
 
 	// pub/sub: through the log so messages are ordered with writes (pubsub.go)
 	{Name: "publish", Arity: 3, Flags: Write, Run: cmdPublish},

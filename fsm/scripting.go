@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 
 	"github.com/redraft/redraft/lua"
@@ -63,7 +64,11 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 		c.storeScript(body)
 	}
 	keys, argv := rest[1:1+n], rest[1+n:]
+	db := c.DB // SELECT inside a script changes it for the rest of the script
 	call := func(cargs [][]byte) []byte {
+		if reply, ok := connectionCommand(cargs, &db, c.Now); ok {
+			return reply
+		}
 		cmd := Lookup(cargs[0])
 		switch {
 		case cmd == nil || cmd.Flags&Internal != 0:
@@ -73,7 +78,7 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 		case cmd.Flags&Write != 0 && (readOnly || !c.writable):
 			return AppendError(nil, "ERR Write commands are not allowed from read-only scripts.")
 		}
-		child := Ctx{tx: c.tx, DB: c.DB, Now: c.Now, writable: c.writable && !readOnly, batch: c.batch, index: c.index}
+		child := Ctx{tx: c.tx, DB: db, Now: c.Now, writable: c.writable && !readOnly, batch: c.batch, index: c.index}
 		reply := child.run(cargs)
 		c.effects = append(c.effects, child.effects...)
 		return reply
@@ -123,10 +128,7 @@ func cmdScript(c *Ctx, args [][]byte) {
 			}
 		}
 	case "flush":
-		if !arity(len(args) <= 3) {
-			return
-		}
-		if len(args) == 3 && !eqFold(args[2], "async") && !eqFold(args[2], "sync") {
+		if len(args) > 3 || (len(args) == 3 && !eqFold(args[2], "async") && !eqFold(args[2], "sync")) {
 			c.out = AppendError(c.out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option")
 			return
 		}
@@ -141,4 +143,35 @@ func cmdScript(c *Ctx, args [][]byte) {
 	default:
 		c.out = AppendError(c.out, "ERR unknown subcommand '"+string(args[1])+"'. Try SCRIPT HELP.")
 	}
+}
+
+// connectionCommand answers, for scripts, the connection-level commands
+// Redis lets them call (the server handles these for clients, so they are
+// not in the data table). TIME is the entry's time: a script must see the
+// same clock on every node.
+func connectionCommand(args [][]byte, db *int, now int64) ([]byte, bool) {
+	switch strings.ToLower(string(args[0])) {
+	case "ping":
+		if len(args) == 2 {
+			return AppendBulk(nil, args[1]), true
+		}
+		return AppendStatus(nil, "PONG"), true
+	case "echo":
+		return AppendBulk(nil, args[1]), true
+	case "time":
+		b := AppendArray(nil, 2)
+		b = AppendBulkString(b, strconv.FormatInt(now/1000, 10))
+		return AppendBulkString(b, strconv.FormatInt(now%1000*1000, 10)), true
+	case "select":
+		n, ok := parseInt(args[1])
+		switch {
+		case !ok:
+			return AppendError(nil, ErrNotInteger), true
+		case n < 0 || n >= Databases:
+			return AppendError(nil, ErrDBIndex), true
+		}
+		*db = int(n)
+		return AppendStatus(nil, "OK"), true
+	}
+	return nil, false
 }
