@@ -5,7 +5,8 @@
 # redis-tools. Prints a markdown table with ratios and writes it to
 # bench-results/latest.md (docs/benchmarks.md quotes it).
 #
-# BENCH_N (requests per run, default 100000) and BENCH_TESTS narrow a run.
+# BENCH_N (requests per run, default 100000) and BENCH_TESTS narrow a run;
+# BENCH_QUICK=1 skips the memory and failover sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./bin/redraft}
@@ -64,7 +65,8 @@ bench() {
     evalset) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 100000 --csv EVAL "$EVAL_SET" 1 'key:__rand_int__' value) ;;
     evalrmw) csv=$(redis-benchmark -p "$port" -c $C -n "$N" -P "$p" -r 1000 --csv EVAL "$EVAL_RMW" 1 'doc:__rand_int__' 2026-11-21T00:00:00Z) ;;
   esac
-  echo "$csv" | tail -1 | awk -F',' '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print $2, $5, $7}'
+  # the test name may hold commas (EVAL bodies): count fields from the end
+  echo "$csv" | tail -1 | awk -F',' '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print $(NF-6), $(NF-3), $(NF-1)}'
 }
 
 # A small SET script, and a cjson read-modify-write of a ~1 KB JSON document
@@ -105,6 +107,8 @@ field() { echo "$1" | awk -v f="$2" '{print $f}'; }
     echo "| $t | $p | $d | $m | $l ($(field "${R[leader,$t,$p]}" 2)/$(field "${R[leader,$t,$p]}" 3)) | $f ($(field "${R[follower,$t,$p]}" 2)/$(field "${R[follower,$t,$p]}" 3)) | $(ratio "$l" "$d") | $(ratio "$f" "$l") | $(ratio "$l" "$m") |"
   done; done
 } > "$out/throughput.md"
+
+if [ "${BENCH_QUICK:-}" = 1 ]; then cat "$out/throughput.md"; exit 0; fi
 
 # --- memory: 100k keys of 1 KB ---------------------------------------------------------
 fill() { seq 0 99999 | awk -v v="$(head -c 1024 /dev/zero | tr '\0' x)" '{printf "SET key:%d %s\r\n", $1, v}' | redis-cli -p "$1" --pipe >/dev/null; }
