@@ -14,6 +14,7 @@ import (
 
 func (e *engine) openBase(G *glua.LTable) {
 	e.register(G, map[string]glua.LGFunction{
+		"assert":         e.bAssert,
 		"collectgarbage": e.bCollectGarbage,
 		"error":          e.bError,
 		"gcinfo":         e.bGcinfo,
@@ -316,6 +317,7 @@ func (e *engine) bUnpack(L *glua.LState) int {
 	if n <= 0 || int64(L.GetTop())+n > luaMaxCStack {
 		luaError(L, "too many results to unpack")
 	}
+	e.run.moveL(L, int(n))
 	for k := i; ; k++ {
 		L.Push(t.RawGetInt(k))
 		if k == last {
@@ -323,6 +325,27 @@ func (e *engine) bUnpack(L *glua.LState) int {
 		}
 	}
 	return int(n)
+}
+
+// bAssert is luaB_assert: the message is luaL_optstring's, so a number is
+// accepted (and formatted like Lua), other non-nil values are refused.
+func (e *engine) bAssert(L *glua.LState) int {
+	checkAny(L, 1)
+	if !L.ToBool(1) {
+		msg := "assertion failed!"
+		switch v := L.Get(2).(type) {
+		case glua.LString:
+			msg = string(v)
+		case glua.LNumber:
+			msg = fmtNumber(float64(v))
+		default:
+			if v != glua.LNil {
+				typeError(L, 2, "string")
+			}
+		}
+		luaError(L, msg)
+	}
+	return L.GetTop()
 }
 
 func (e *engine) bPcall(L *glua.LState) int {
@@ -334,7 +357,20 @@ func (e *engine) bPcall(L *glua.LState) int {
 		return 2
 	}
 	nargs := L.GetTop() - 1
-	if err := L.PCall(nargs, glua.MultRet, e.pcallH); err != nil {
+	c := e.cstack(L)
+	if st := c.enter(); st != cOK {
+		// Lua 5.1's luaD_call refused the nested call: the error is
+		// raised inside this pcall's protection, which catches it.
+		c.leave()
+		L.SetTop(0)
+		L.Push(glua.LFalse)
+		L.Push(st.msg())
+		return 2
+	}
+	err := L.PCall(nargs, glua.MultRet, e.pcallH)
+	c.leave()
+	e.afterPcall(L, err)
+	if err != nil {
 		v := errObject(err)
 		// Redis 7.0's pcall (luaRedisPcall) turns error tables into their
 		// err string, so pcall(redis.call, ...) yields a message.
@@ -348,6 +384,7 @@ func (e *engine) bPcall(L *glua.LState) int {
 		L.Push(v)
 		return 2
 	}
+	e.run.moveL(L, L.GetTop())
 	L.Insert(glua.LTrue, 1)
 	return L.GetTop()
 }
@@ -374,7 +411,9 @@ func (e *engine) bXpcall(L *glua.LState) int {
 	if !callable(L, f) {
 		L.Push(h)
 		L.Push(glua.LString("attempt to call a " + f.Type().String() + " value"))
-		if err := L.PCall(1, 1, nil); err != nil {
+		err := L.PCall(1, 1, nil)
+		e.afterPcall(L, err)
+		if err != nil {
 			L.SetTop(0)
 			L.Push(glua.LFalse)
 			L.Push(errObject(err))
@@ -383,13 +422,40 @@ func (e *engine) bXpcall(L *glua.LState) int {
 		L.Insert(glua.LFalse, 1)
 		return 2
 	}
+	c := e.cstack(L)
+	switch c.enter() {
+	case cOverflow:
+		// luaG_runerror inside lua_pcall: the handler sees the message.
+		L.Push(h)
+		L.Push(glua.LString("C stack overflow"))
+		err := L.PCall(1, 1, nil)
+		c.leave()
+		e.afterPcall(L, err)
+		v := glua.LValue(glua.LString("error in error handling"))
+		if err == nil {
+			v = L.Get(-1)
+		}
+		L.SetTop(0)
+		L.Push(glua.LFalse)
+		L.Push(v)
+		return 2
+	case cErrErr:
+		c.leave()
+		L.Push(glua.LFalse)
+		L.Push(glua.LString("error in error handling"))
+		return 2
+	}
 	L.Push(f)
-	if err := L.PCall(0, glua.MultRet, handler); err != nil {
+	err := L.PCall(0, glua.MultRet, handler)
+	c.leave()
+	e.afterPcall(L, err)
+	if err != nil {
 		L.SetTop(0)
 		L.Push(glua.LFalse)
 		L.Push(errObject(err))
 		return 2
 	}
+	e.run.moveL(L, L.GetTop())
 	L.Insert(glua.LTrue, 1)
 	return L.GetTop()
 }

@@ -78,6 +78,8 @@ type stepCtx struct {
 	// Coroutines: install threadPanic once the thread runs (see corolib.go).
 	thread   bool
 	panicSet bool
+
+	ccalls int // nested pcall/xpcall on this thread (see enter)
 }
 
 func newStepCtx(e *engine, L *glua.LState) *stepCtx {
@@ -357,3 +359,103 @@ func fb2int(x int) int {
 	}
 	return ((x & 7) + 8) << (e - 1)
 }
+
+// --- nested C calls ----------------------------------------------------------
+
+// luaMaxCCalls is Lua 5.1's LUAI_MAXCCALLS. luaD_call counts the calls made
+// from C (lua_call/lua_pcall) per thread; Redis runs the script itself under
+// lua_pcall and coroutine.resume starts a thread's count at one, so a chain
+// of pcall(f) -> f -> pcall(f) ... fails with "C stack overflow" after 198
+// nested pcalls, as redis-server does. Without this limit such a chain runs
+// 16382 levels deep, and a `return pcall(f)` chain then copies O(depth²)
+// results in Go between two VM instructions, beyond the step budget's reach.
+//
+// Only pcall and xpcall count here; metamethods, sort comparators and gsub
+// callbacks do in Lua but not in this package (see the package comment).
+const luaMaxCCalls = 200
+
+type cstatus int
+
+const (
+	cOK       cstatus = iota
+	cOverflow         // luaG_runerror(L, "C stack overflow")
+	cErrErr           // luaD_throw(L, LUA_ERRERR) while handling the above
+)
+
+func (s cstatus) msg() glua.LValue {
+	if s == cErrErr {
+		return glua.LString("error in error handling")
+	}
+	return glua.LString("C stack overflow")
+}
+
+// cstack returns the step context of thread L, which holds its C-call count.
+func (e *engine) cstack(L *glua.LState) *stepCtx {
+	if c, ok := L.Context().(*stepCtx); ok {
+		return c
+	}
+	return e.ctx
+}
+
+// enter is luaD_call's ++nCcalls check; every enter is paired with a leave.
+func (c *stepCtx) enter() cstatus {
+	c.ccalls++
+	switch n := c.ccalls + 1; { // +1: the script's own lua_pcall, or resume
+	case n == luaMaxCCalls:
+		return cOverflow
+	case n >= luaMaxCCalls+luaMaxCCalls>>3:
+		return cErrErr
+	}
+	return cOK
+}
+
+func (c *stepCtx) leave() { c.ccalls-- }
+
+// afterPcall runs when a protected call made for the script (pcall, xpcall)
+// returns. A budget error is re-raised at once, in the caller of pcall,
+// rather than at the next VM instruction: a pcall in tail position (`return
+// pcall(f)`) has no next instruction in its frame, and returning through a
+// chain of them would do Go work the budget does not see.
+func (e *engine) afterPcall(L *glua.LState, err error) {
+	r := e.run
+	if r == nil {
+		return
+	}
+	if r.abort != nil {
+		L.RaiseError("%s", r.abort.msg)
+	}
+	if err != nil {
+		// Catching an error cost Go work proportional to the call depth
+		// (gopher-lua walks the frames when it raises): charge it.
+		if layoutOK {
+			if f := curFrame(L); f != nil {
+				r.stepL(L, int64(frameIdx(f))/depthPerStep)
+			}
+		}
+	}
+	// gopher-lua tracks "an error handler is active" in one flag, which a
+	// returning PCall clears even when an outer protected call is still
+	// active. With the flag clear, every later raise closes the upvalues of
+	// all frames on the stack (O(depth) work, and wrong: Lua closes only the
+	// frames the error unwinds). Every protected call in a script run has a
+	// handler, except at a coroutine's top level.
+	setHasErrorFunc(L, L == e.L || e.cstack(L).ccalls > 0)
+}
+
+// depthPerStep: frames walked per step charged when pcall catches an error.
+const depthPerStep = 64
+
+// freeResults values moved by one call are free; beyond that, moveL charges.
+const freeResults = 16
+
+// moveL charges the Go work of moving n values between frames (results of
+// pcall, xpcall, coroutine.resume and unpack): chains of `return pcall(f)`
+// otherwise copy O(depth²) values between two VM instructions.
+func (r *run) moveL(L *glua.LState, n int) {
+	if n > freeResults {
+		r.stepL(L, int64(n-freeResults)/valuesPerStep+1)
+	}
+}
+
+// valuesPerStep: a value copy costs a few ns, a counted VM step ~15-70 ns.
+const valuesPerStep = 4

@@ -71,6 +71,7 @@ func (e *engine) resume(L *glua.LState, resume glua.LGFunction) int {
 		argError(L, 1, "coroutine expected")
 	}
 	n := resume(L)
+	e.run.moveL(L, n)
 	if n == 2 && L.Get(-2) == glua.LFalse {
 		switch L.Get(-1) {
 		case glua.LString("can not resume a dead thread"):

@@ -17,7 +17,8 @@ import (
 // instruction-level memory charges and the variable names in error messages.
 //
 // Only reads are done through these offsets, except fixNumberOperands which
-// rewrites CONCAT temporaries exactly like PUC Lua's luaV_concat does.
+// rewrites CONCAT temporaries exactly like PUC Lua's luaV_concat does, and
+// setHasErrorFunc which repairs a flag gopher-lua clears too early.
 
 var (
 	layoutOK bool
@@ -35,6 +36,10 @@ var (
 
 	offRegArray uintptr // registry.array ([]LValue)
 	offRegTop   uintptr // registry.top (int)
+
+	// LState.hasErrorFunc (bool), written by setHasErrorFunc; optional.
+	offLHasErrorFunc uintptr
+	hasErrorFuncOK   bool
 
 	offTArray uintptr // LTable.array ([]LValue)
 	offTKeys  uintptr // LTable.keys ([]LValue)
@@ -61,6 +66,7 @@ func computeLayout() bool {
 	lt := reflect.TypeOf(glua.LState{})
 	offLCurrentFrame, cfType, ok[0] = fieldOff(lt, "currentFrame", reflect.Pointer)
 	offLReg, regType, ok[1] = fieldOff(lt, "reg", reflect.Pointer)
+	offLHasErrorFunc, _, hasErrorFuncOK = fieldOff(lt, "hasErrorFunc", reflect.Bool)
 	if !ok[0] || !ok[1] {
 		return false
 	}
@@ -98,6 +104,14 @@ func computeLayout() bool {
 		return false
 	}
 	return true
+}
+
+// setHasErrorFunc sets gopher-lua's "a protected call with a handler is
+// active" flag (see afterPcall).
+func setHasErrorFunc(L *glua.LState, v bool) {
+	if hasErrorFuncOK {
+		*(*bool)(unsafe.Add(unsafe.Pointer(L), offLHasErrorFunc)) = v
+	}
 }
 
 // frame is an opaque pointer to a gopher-lua callFrame.

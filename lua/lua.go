@@ -31,6 +31,8 @@
 //   - Deep recursion stops at a fixed 16382 nested calls (a fresh Redis;
 //     Redis allows ~20000 once an overflow happened in the process), and
 //     metamethod recursion hits "C stack overflow" much deeper than Lua's 200.
+//     Nested pcall/xpcall do stop at Lua's 200 nested C calls, like Redis;
+//     nested coroutine.resume does not (Redis: also 200).
 //   - String-to-number coercion in arithmetic uses gopher-lua's parser.
 //   - redis.setresp(3) is refused (Callers reply in RESP2); redis.log goes
 //     to log/slog; redis.acl_check_cmd allows every known command.
@@ -234,6 +236,7 @@ func (e *engine) exec(sc *script, keys, argv [][]byte, call Caller, lim Limits) 
 	e.ctx.pendReg = -1
 	e.ctx.pendFrame = nil
 	e.ctx.lenTable = nil
+	e.ctx.ccalls = 0
 	e.L.G.CurrentThread = e.L
 
 	L := e.L
@@ -258,6 +261,9 @@ func (e *engine) exec(sc *script, keys, argv [][]byte, call Caller, lim Limits) 
 	}
 	L.SetTop(0)
 	aborted := r.abort != nil
+	if testHookRunDone != nil {
+		testHookRunDone(r)
+	}
 	*r = run{}
 	e.run = nil
 	e.G.RawSetString("KEYS", glua.LNil)
@@ -266,6 +272,9 @@ func (e *engine) exec(sc *script, keys, argv [][]byte, call Caller, lim Limits) 
 	// ways we do not want to reason about; a fresh engine is cheap.
 	return out, !aborted
 }
+
+// testHookRunDone, when set by a test, sees each run's final state.
+var testHookRunDone func(*run)
 
 func (e *engine) argTable(args [][]byte) *glua.LTable {
 	t := e.L.CreateTable(len(args), 0)

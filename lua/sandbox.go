@@ -58,7 +58,7 @@ func newEngine() *engine {
 	base := L.G.Global
 	G := L.NewTable()
 	e.G = G
-	for _, name := range []string{"assert", "ipairs", "rawequal", "rawget", "select", "type"} {
+	for _, name := range []string{"ipairs", "rawequal", "rawget", "select", "type"} {
 		G.RawSetString(name, base.RawGetString(name))
 	}
 	G.RawSetString("_G", G)
