@@ -34,6 +34,8 @@ type conn struct {
 	libName string
 	libVer  string
 	lastCmd atomic.Value // string
+	nsub    atomic.Int64 // channels subscribed, for CLIENT LIST
+	npsub   atomic.Int64 // patterns subscribed
 	closing bool
 	ps      *subscriber // non-nil while subscribed: output goes through its outbox (pubsub.go)
 }

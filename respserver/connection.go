@@ -226,13 +226,17 @@ func cmdClient(c *conn, args [][]byte) {
 func (c *conn) describe() string {
 	now := time.Now()
 	cmd, _ := c.lastCmd.Load().(string)
+	flags := "N"
+	if c.nsub.Load()+c.npsub.Load() > 0 {
+		flags = "P"
+	}
 	return "id=" + strconv.FormatInt(c.id, 10) +
 		" addr=" + c.addr +
 		" laddr=" + c.nc.LocalAddr().String() +
 		" fd=0 name=" + c.name +
 		" age=" + strconv.Itoa(int(now.Sub(c.created).Seconds())) +
-		" idle=0 flags=N db=" + strconv.Itoa(c.db) +
-		" sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r" +
+		" idle=0 flags=" + flags + " db=" + strconv.Itoa(c.db) +
+		" sub=" + strconv.FormatInt(c.nsub.Load(), 10) + " psub=" + strconv.FormatInt(c.npsub.Load(), 10) + " ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r" +
 		" cmd=" + cmd + " user=default redir=-1 resp=2" +
 		" lib-name=" + c.libName + " lib-ver=" + c.libVer
 }

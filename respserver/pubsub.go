@@ -84,6 +84,18 @@ type subscriber struct {
 
 func (sub *subscriber) count() int { return len(sub.channels) + len(sub.patterns) }
 
+// publishCounts copies the subscription counts where CLIENT LIST, running on
+// another connection's goroutine, can read them.
+func (c *conn) publishCounts() {
+	if c.ps == nil {
+		c.nsub.Store(0)
+		c.npsub.Store(0)
+		return
+	}
+	c.nsub.Store(int64(len(c.ps.channels)))
+	c.npsub.Store(int64(len(c.ps.patterns)))
+}
+
 // pubsubLimits resolves the configured output buffer limits: 0 means Redis's
 // default, a negative value means no limit.
 func (s *Server) pubsubLimits() (hard, soft int64, softTime time.Duration) {
@@ -244,6 +256,7 @@ func (c *conn) leavePubSub(keep bool) {
 // pubsubClose silently drops every subscription: RESET (keep: what is
 // queued still goes out before +RESET) and the end of a connection.
 func (c *conn) pubsubClose(keep bool) {
+	defer c.publishCounts()
 	if c.ps == nil {
 		return
 	}
@@ -267,6 +280,7 @@ func cmdSubscribe(c *conn, args [][]byte)  { c.subscribe(args[1:], false) }
 func cmdPSubscribe(c *conn, args [][]byte) { c.subscribe(args[1:], true) }
 
 func (c *conn) subscribe(names [][]byte, pattern bool) {
+	defer c.publishCounts()
 	ps := &c.s.ps
 	sub := c.subscriberFor()
 	kind := "subscribe"
@@ -308,6 +322,7 @@ func cmdUnsubscribe(c *conn, args [][]byte)  { c.unsubscribe(args[1:], false) }
 func cmdPUnsubscribe(c *conn, args [][]byte) { c.unsubscribe(args[1:], true) }
 
 func (c *conn) unsubscribe(names [][]byte, pattern bool) {
+	defer c.publishCounts()
 	kind := "unsubscribe"
 	if pattern {
 		kind = "punsubscribe"
