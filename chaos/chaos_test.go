@@ -11,9 +11,10 @@ import (
 // TestChaosShort runs three real nodes for about 40 seconds through a kill
 // -9 of the leader, a SIGSTOP of the leader, a partition isolating the
 // leader and one-way loss towards it, and fails on any violation: a
-// non-linearizable register or counter history, a lock the server granted
-// twice, an acknowledged write missing after the final heal, or a cluster
-// that did not recover.
+// non-linearizable register, counter or Lua (EVAL read-modify-write)
+// counter history, a lock the server granted twice, an acknowledged write
+// missing after the final heal, pub/sub messages duplicated, out of order or
+// missing, or a cluster that did not recover.
 func TestChaosShort(t *testing.T) {
 	bin := testBinary(t)
 	dir := t.TempDir()
@@ -41,6 +42,12 @@ func TestChaosShort(t *testing.T) {
 	// The run must have exercised the cluster, not just idled.
 	if rep.Ops["all"].OK == 0 || rep.Locks == nil || rep.Locks.Acquisitions == 0 {
 		t.Errorf("the workloads did nothing: %+v", rep.Ops["all"])
+	}
+	if s := rep.Ops[KindEvalIncr]; s == nil || s.OK == 0 {
+		t.Errorf("no EVAL was acknowledged: %+v", s)
+	}
+	if rep.PubSub == nil || rep.PubSub.Received == 0 || rep.PubSub.GapChecked == 0 {
+		t.Errorf("pub/sub checked nothing: %+v", rep.PubSub)
 	}
 }
 

@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"sort"
 	"time"
 
@@ -159,7 +161,42 @@ type ModelKind string
 const (
 	Register ModelKind = "register" // KindSet, KindGet
 	Counter  ModelKind = "counter"  // KindIncr, KindGet
+	// LuaCounter is a counter kept in a JSON document: KindEvalIncr is an
+	// atomic increment that returns the new value, and a KindGet returns
+	// the document, whose field n is the value.
+	LuaCounter ModelKind = "lua-counter"
 )
+
+// isIncr says whether op is the increment of the counter model kind.
+func isIncr(kind ModelKind, op Op) bool {
+	return kind == Counter && op.Kind == KindIncr || kind == LuaCounter && op.Kind == KindEvalIncr
+}
+
+// counterRead is the value a counter read returned: an integer for
+// Counter, a JSON document's n for LuaCounter; a missing key reads 0.
+func counterRead(kind ModelKind, op Op) (int64, error) {
+	if kind == LuaCounter {
+		return jsonCounter(op.Out, op.OutNil)
+	}
+	return parseInt(op.Out, op.OutNil)
+}
+
+// jsonCounter reads the field n of a JSON document such as {"n":3}.
+func jsonCounter(s string, isNil bool) (int64, error) {
+	if isNil {
+		return 0, nil
+	}
+	var d struct {
+		N *float64 `json:"n"`
+	}
+	if err := json.Unmarshal([]byte(s), &d); err != nil {
+		return 0, err
+	}
+	if d.N == nil || *d.N != math.Trunc(*d.N) {
+		return 0, fmt.Errorf("no integer n in %q", s)
+	}
+	return int64(*d.N), nil
+}
 
 // linOps turns recorded ops into porcupine operations and remembers which op
 // each came from. Failed writes are left out (they did not happen); reads
@@ -187,7 +224,7 @@ func linOps(kind ModelKind, ops []Op) ([]porcupine.Operation, []Op) {
 			if op.Status == Indeterminate && !read[op.Key+"\x00"+op.Value] {
 				continue
 			}
-		case kind == Counter && op.Kind == KindIncr:
+		case isIncr(kind, op):
 		default:
 			continue
 		}
@@ -208,10 +245,10 @@ func linOps(kind ModelKind, ops []Op) ([]porcupine.Operation, []Op) {
 			in, res = regInput{Key: op.Key, Write: true, Value: op.Value}, regOutput{Unknown: op.Status != OK}
 		case kind == Register:
 			in, res = regInput{Key: op.Key}, regOutput{Value: op.Out, Nil: op.OutNil}
-		case op.Kind == KindIncr:
+		case isIncr(kind, op):
 			in, res = ctrInput{Key: op.Key, Incr: true}, ctrOutput{Value: op.OutInt, Unknown: op.Status != OK}
 		default:
-			v, err := parseInt(op.Out, op.OutNil)
+			v, err := counterRead(kind, op)
 			if err != nil {
 				// A non-integer counter read can match no state.
 				v = -1 << 62
@@ -233,7 +270,7 @@ func parseInt(s string, isNil bool) (int64, error) {
 }
 
 func modelOf(kind ModelKind) porcupine.Model {
-	if kind == Counter {
+	if kind == Counter || kind == LuaCounter {
 		return CounterModel
 	}
 	return RegisterModel
@@ -309,8 +346,8 @@ func illegal(kind ModelKind, ops []Op, timeout time.Duration) bool {
 // readers) go first, then single reads.
 func minimize(kind ModelKind, ops []Op, budget time.Duration) []Op {
 	deadline := time.Now().Add(budget)
-	if kind == Counter {
-		if pair := counterRegression(ops); pair != nil {
+	if kind == Counter || kind == LuaCounter {
+		if pair := counterRegression(kind, ops); pair != nil {
 			return pair
 		}
 	}
@@ -347,7 +384,7 @@ func minimize(kind ModelKind, ops []Op, budget time.Duration) []Op {
 // counterRegression looks for the shortest witness a counter can have: an
 // op that finished before another began yet observed a larger value (only
 // INCR changes the counter, so observed values never go down in real time).
-func counterRegression(ops []Op) []Op {
+func counterRegression(kind ModelKind, ops []Op) []Op {
 	type obs struct {
 		op Op
 		v  int64
@@ -357,11 +394,11 @@ func counterRegression(ops []Op) []Op {
 		if op.Status != OK {
 			continue
 		}
-		switch op.Kind {
-		case KindIncr:
+		switch {
+		case isIncr(kind, op):
 			seen = append(seen, obs{op, op.OutInt})
-		case KindGet:
-			if v, err := parseInt(op.Out, op.OutNil); err == nil {
+		case op.Kind == KindGet:
+			if v, err := counterRead(kind, op); err == nil {
 				seen = append(seen, obs{op, v})
 			}
 		}
@@ -384,7 +421,7 @@ func counterRegression(ops []Op) []Op {
 		if best == nil {
 			continue
 		}
-		if b.v < best.v || (b.op.Kind == KindIncr && b.v == best.v) {
+		if b.v < best.v || (isIncr(kind, b.op) && b.v == best.v) {
 			return []Op{best.op, b.op}
 		}
 	}

@@ -19,7 +19,7 @@ func (b *hb) add(client int, kind, key, value string, call, ret int, out string,
 	switch {
 	case out == "nil":
 		op.OutNil = true
-	case kind == KindIncr || kind == KindLockExpire || kind == KindLockDel:
+	case kind == KindIncr || kind == KindEvalIncr || kind == KindLockExpire || kind == KindLockDel:
 		fmt.Sscan(out, &op.OutInt)
 	default:
 		op.Out = out

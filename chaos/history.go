@@ -90,12 +90,13 @@ const (
 	KindLockDel     = "lock-del"     // DEL key → OutInt
 	KindLockCrash   = "lock-crash"   // marker: client Value died without releasing
 	KindPublish     = "publish"      // PUBLISH key(channel) Value
+	KindEvalIncr    = "eval-incr"    // EVAL of a JSON read-modify-write on key → OutInt (the new n)
 )
 
 // IsWrite says whether an op can change state.
 func (o Op) IsWrite() bool {
 	switch o.Kind {
-	case KindSet, KindIncr, KindLockAcquire, KindLockExpire, KindLockDel, KindPublish:
+	case KindSet, KindIncr, KindLockAcquire, KindLockExpire, KindLockDel, KindPublish, KindEvalIncr:
 		return true
 	}
 	return false

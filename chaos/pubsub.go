@@ -11,11 +11,14 @@ type SubStream struct {
 	Node       int           `json:"node"`
 	Channel    string        `json:"channel"`
 	From       time.Duration `json:"from"` // subscription confirmed
-	To         time.Duration `json:"to"`   // stopped listening
-	Messages   []string      `json:"messages"`
+	// To bounds what the stream owes: acknowledged messages returned by
+	// then (the workload uses the invocation time of the latest-sent
+	// message the connection received, see pubsubStreams).
+	To       time.Duration `json:"to"`
+	Messages []string      `json:"messages"`
 	// CutOff is set when the subscriber's node was killed, paused or
-	// partitioned while it listened (or its connection dropped): gaps are
-	// then allowed, disorder and duplicates still are not.
+	// partitioned while it listened (or its previous connection dropped):
+	// gaps are then allowed, disorder and duplicates still are not.
 	CutOff bool `json:"cut_off"`
 }
 

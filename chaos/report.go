@@ -44,10 +44,13 @@ type Report struct {
 	LongestUnavailable Window                `json:"longest_unavailable"`
 	Linearizability    map[string]*LinReport `json:"linearizability"`
 	Locks              *LockReport           `json:"locks,omitempty"`
+	PubSub             *PubSubReport         `json:"pubsub,omitempty"`
 	Notes              []string              `json:"notes,omitempty"`
-	Violations         []Violation           `json:"violations"`
-	visual             map[string]linVisual  // file name → porcupine data
-	workloadEnd        time.Duration
+	// ByWorkload counts violations per workload (and "availability").
+	ByWorkload  map[string]int       `json:"violations_by_workload"`
+	Violations  []Violation          `json:"violations"`
+	visual      map[string]linVisual // file name → porcupine data
+	workloadEnd time.Duration
 }
 
 type linVisual struct {
@@ -58,7 +61,8 @@ type linVisual struct {
 func newReport(cfg Config, kinds []string, records []FaultRecord, ops []Op, end time.Duration) *Report {
 	r := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Duration: cfg.Duration, Schedule: kinds,
 		Ops: map[string]*OpStats{"all": {}}, Errors: map[string]int{},
-		Linearizability: map[string]*LinReport{}, visual: map[string]linVisual{}, workloadEnd: end}
+		Linearizability: map[string]*LinReport{}, visual: map[string]linVisual{}, workloadEnd: end,
+		ByWorkload: map[string]int{"availability": 0}}
 	var writes []Op
 	for _, op := range ops {
 		if op.Kind == KindLockCrash {
@@ -133,7 +137,17 @@ func (r *Report) add(name string, f Findings) {
 	if f.Lock != nil {
 		r.Locks = f.Lock
 	}
+	if f.PubSub != nil {
+		r.PubSub = f.PubSub
+	}
+	r.ByWorkload[name] += len(f.Violations)
 	r.Violations = append(r.Violations, f.Violations...)
+}
+
+// addViolation records one violation found outside the workloads' checks.
+func (r *Report) addViolation(name string, v Violation) {
+	r.ByWorkload[name]++
+	r.Violations = append(r.Violations, v)
 }
 
 func sanitize(s string) string {
@@ -199,7 +213,7 @@ func (r *Report) Text() string {
 	sort.Strings(names)
 	for _, k := range names {
 		l := r.Linearizability[k]
-		fmt.Fprintf(&b, "linearizability %-9s %d keys, %d ops checked, %d violations, %d inconclusive\n", l.Model, l.Keys, l.Ops, len(l.Violations), len(l.Inconclusive))
+		fmt.Fprintf(&b, "linearizability %-11s %d keys, %d ops checked, %d violations, %d inconclusive\n", l.Model, l.Keys, l.Ops, len(l.Violations), len(l.Inconclusive))
 	}
 	if l := r.Locks; l != nil {
 		causes := map[string]time.Duration{}
@@ -222,8 +236,24 @@ func (r *Report) Text() string {
 				t.Holder, secs(t.Crash), secs(t.ExpiresBy), taken, secs(t.Unowned), t.TTL)
 		}
 	}
+	if p := r.PubSub; p != nil {
+		fmt.Fprintf(&b, "pubsub: %d channels, %d published (%d acknowledged), %d subscriber connections (%d broke), %d streams (%d cut off), %d messages received, %d acknowledged messages gap-checked, %d violations\n",
+			p.Channels, p.Published, p.Acked, p.Connections, p.Broken, p.Streams, p.CutOff, p.Received, p.GapChecked, p.Violations)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	if len(r.ByWorkload) > 0 {
+		names := make([]string, 0, len(r.ByWorkload))
+		for k := range r.ByWorkload {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, k := range names {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, r.ByWorkload[k]))
+		}
+		fmt.Fprintf(&b, "\nviolations by workload: %s", strings.Join(parts, " "))
 	}
 	fmt.Fprintf(&b, "\nVIOLATIONS: %d\n", len(r.Violations))
 	for _, v := range r.Violations {

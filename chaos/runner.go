@@ -31,7 +31,7 @@ type Config struct {
 	NodeLog   io.Writer     // node output; nil = files in Dir
 	Progress  io.Writer     // the runner's own log; nil = none
 	// Workloads replace the default set (registers, counters, durability,
-	// locks); Lua read-modify-write and pub/sub workloads plug in here.
+	// locks, Lua read-modify-write, pub/sub).
 	Workloads []Workload
 }
 
@@ -42,6 +42,8 @@ func DefaultWorkloads(n int) []Workload {
 		CounterWorkload{Workers: n, Keys: 2},
 		DurabilityWorkload{},
 		LockWorkload{Clients: n},
+		LuaWorkload{Workers: n, Keys: 2},
+		&PubSubWorkload{Publishers: n, Channels: 3},
 	}
 }
 
@@ -164,6 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		finals[i] = w.Final(ctx, env)
 	}
 	ops := h.Ops()
+	env.Faults = records
 	logf("checking %d operations", len(ops))
 	rep := newReport(cfg, kinds, records, ops, end)
 	for i, w := range cfg.Workloads {
@@ -171,13 +174,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, r := range records {
 		if r.Err != "" {
-			rep.Violations = append(rep.Violations, Violation{Checker: "availability", Key: r.Kind, At: r.Start,
+			rep.addViolation("availability", Violation{Checker: "availability", Key: r.Kind, At: r.Start,
 				Message: r.Err})
 		}
 	}
 	for i, n := range c.Nodes() {
 		if !c.Alive(i) {
-			rep.Violations = append(rep.Violations, Violation{Checker: "availability", Key: n.ID,
+			rep.addViolation("availability", Violation{Checker: "availability", Key: n.ID,
 				Message: "node is not running at the end of the run:\n" + indent(c.LogTail(i))})
 		}
 	}

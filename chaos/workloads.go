@@ -20,7 +20,10 @@ type Env struct {
 	// OpTimeout bounds one client operation (the client's read timeout).
 	OpTimeout time.Duration
 	// MaxOps bounds the operations of one worker, whatever the duration.
-	MaxOps  int
+	MaxOps int
+	// Faults is what the run injected, set before the checks (the pub/sub
+	// check excuses gaps on nodes that were cut off).
+	Faults  []FaultRecord
 	clients atomic.Int64
 }
 
@@ -45,8 +48,7 @@ func (e *Env) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // Workload issues operations against the cluster and records them in the
 // history. Run returns when ctx is done. After the final heal, Final reads
 // back what the workload wrote (recording reads as ops where a model covers
-// them), and Check judges the whole history with those final values. Lua
-// read-modify-write and pub/sub workloads plug in here.
+// them), and Check judges the whole history with those final values.
 type Workload interface {
 	Name() string
 	Run(ctx context.Context, env *Env)
@@ -59,6 +61,7 @@ type Findings struct {
 	Violations []Violation
 	Lin        *LinReport
 	Lock       *LockReport
+	PubSub     *PubSubReport
 	Notes      []string
 }
 
@@ -73,7 +76,11 @@ func checkModel(kind ModelKind, prefix string, ops []Op, final map[string]FinalV
 	}
 	lin := CheckLinearizable(kind, mine, time.Minute)
 	f := Findings{Lin: &lin, Violations: append([]Violation(nil), lin.Violations...)}
-	f.Violations = append(f.Violations, CheckDurability(mine, final)...)
+	if kind == LuaCounter {
+		f.Violations = append(f.Violations, luaDurability(mine, final)...)
+	} else {
+		f.Violations = append(f.Violations, CheckDurability(mine, final)...)
+	}
 	for _, k := range lin.Inconclusive {
 		f.Notes = append(f.Notes, fmt.Sprintf("%s %s: linearizability check timed out (inconclusive)", kind, k))
 	}

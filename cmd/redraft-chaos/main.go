@@ -1,8 +1,10 @@
 // Command redraft-chaos runs a redraft cluster of real processes behind a
 // fault proxy, drives client workloads through it while it kills, pauses and
-// partitions nodes, and checks what the clients saw (linearizability, lock
-// safety, durability). It writes report.txt, report.json and history.jsonl
-// to --out and exits 1 when it found a violation.
+// partitions nodes, and checks what the clients saw (linearizability of
+// registers, counters and a Lua EVAL read-modify-write counter, lock safety,
+// durability, pub/sub order, duplicates and gaps). It writes report.txt,
+// report.json and history.jsonl to --out and exits 1 when it found a
+// violation.
 //
 //	redraft-chaos --nodes 5 --duration 5m --faults 20 --seed 7 --out /tmp/chaos
 package main
