@@ -50,7 +50,14 @@ func run() int {
 		}
 		*out = d
 	}
+	// A run always starts from empty data dirs: nodes left by an earlier run
+	// hold a Raft configuration with that run's (proxy) addresses and would
+	// never find each other.
 	dataDir := filepath.Join(*out, "nodes")
+	if err := os.RemoveAll(dataDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
