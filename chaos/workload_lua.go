@@ -2,10 +2,9 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,45 +31,34 @@ type LuaWorkload struct {
 func (LuaWorkload) Name() string { return "lua" }
 
 func (w LuaWorkload) Run(ctx context.Context, env *Env) {
-	var wg sync.WaitGroup
-	for range w.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := env.NewClientID()
-			rnd := env.Rand(id)
-			clients := make([]*redis.Client, len(env.Cluster.Nodes()))
-			defer func() {
-				for _, cl := range clients {
-					if cl != nil {
-						cl.Close()
-					}
+	env.workers(ctx, w.Workers, func(_, id int, rnd *rand.Rand) {
+		clients := make([]*redis.Client, len(env.Cluster.Nodes()))
+		defer func() {
+			for _, cl := range clients {
+				if cl != nil {
+					cl.Close()
 				}
-			}()
-			for n := 0; n < env.MaxOps && pace(ctx, rnd, 15*time.Millisecond); n++ {
-				node := rnd.IntN(len(clients))
-				if clients[node] == nil {
-					clients[node] = env.Client(node)
-				}
-				cl := clients[node]
-				key := fmt.Sprintf("l:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
-				octx, cancel := env.opCtx(ctx)
-				if rnd.IntN(3) > 0 {
-					op := env.History.Begin(id, node, KindEvalIncr, key, "")
-					v, err := cl.Eval(octx, LuaIncrScript, []string{key}).Int64()
-					op.OutInt = v
-					env.History.End(op, err)
-				} else {
-					op := env.History.Begin(id, node, KindGet, key, "")
-					v, err := cl.Get(octx, key).Result()
-					op.Out, op.OutNil = v, errors.Is(err, redis.Nil)
-					env.History.End(op, err)
-				}
-				cancel()
 			}
 		}()
-	}
-	wg.Wait()
+		for n := 0; n < env.MaxOps && pace(ctx, rnd, 15*time.Millisecond); n++ {
+			node := rnd.IntN(len(clients))
+			if clients[node] == nil {
+				clients[node] = env.Client(node)
+			}
+			cl := clients[node]
+			key := fmt.Sprintf("l:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
+			octx, cancel := env.opCtx(ctx)
+			if rnd.IntN(3) > 0 {
+				op := env.History.Begin(id, node, KindEvalIncr, key, "")
+				v, err := cl.Eval(octx, LuaIncrScript, []string{key}).Int64()
+				op.OutInt = v
+				env.History.End(op, err)
+			} else {
+				env.recordGet(octx, cl, id, node, key)
+			}
+			cancel()
+		}
+	})
 }
 
 func (LuaWorkload) Final(ctx context.Context, env *Env) map[string]FinalValue {

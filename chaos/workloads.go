@@ -113,32 +113,22 @@ type RegisterWorkload struct {
 func (RegisterWorkload) Name() string { return "register" }
 
 func (w RegisterWorkload) Run(ctx context.Context, env *Env) {
-	var wg sync.WaitGroup
-	for i := range w.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, node := env.NewClientID(), i%len(env.Cluster.Nodes())
-			rnd := env.Rand(id)
-			cl := env.Client(node)
-			defer cl.Close()
-			for n := 0; n < env.MaxOps && pace(ctx, rnd, 10*time.Millisecond); n++ {
-				key := fmt.Sprintf("r:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
-				octx, cancel := env.opCtx(ctx)
-				if rnd.IntN(2) == 0 {
-					op := env.History.Begin(id, node, KindSet, key, fmt.Sprintf("c%d-%d", id, n))
-					env.History.End(op, cl.Set(octx, key, op.Value, 0).Err())
-				} else {
-					op := env.History.Begin(id, node, KindGet, key, "")
-					v, err := cl.Get(octx, key).Result()
-					op.Out, op.OutNil = v, errors.Is(err, redis.Nil)
-					env.History.End(op, err)
-				}
-				cancel()
+	env.workers(ctx, w.Workers, func(i, id int, rnd *rand.Rand) {
+		node := i % len(env.Cluster.Nodes())
+		cl := env.Client(node)
+		defer cl.Close()
+		for n := 0; n < env.MaxOps && pace(ctx, rnd, 10*time.Millisecond); n++ {
+			key := fmt.Sprintf("r:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
+			octx, cancel := env.opCtx(ctx)
+			if rnd.IntN(2) == 0 {
+				op := env.History.Begin(id, node, KindSet, key, fmt.Sprintf("c%d-%d", id, n))
+				env.History.End(op, cl.Set(octx, key, op.Value, 0).Err())
+			} else {
+				env.recordGet(octx, cl, id, node, key)
 			}
-		}()
-	}
-	wg.Wait()
+			cancel()
+		}
+	})
 }
 
 func (RegisterWorkload) Final(ctx context.Context, env *Env) map[string]FinalValue {
@@ -159,34 +149,48 @@ type CounterWorkload struct {
 func (CounterWorkload) Name() string { return "counter" }
 
 func (w CounterWorkload) Run(ctx context.Context, env *Env) {
+	env.workers(ctx, w.Workers, func(i, id int, rnd *rand.Rand) {
+		node := i % len(env.Cluster.Nodes())
+		cl := env.Client(node)
+		defer cl.Close()
+		for n := 0; n < env.MaxOps && pace(ctx, rnd, 15*time.Millisecond); n++ {
+			key := fmt.Sprintf("c:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
+			octx, cancel := env.opCtx(ctx)
+			if rnd.IntN(3) > 0 {
+				op := env.History.Begin(id, node, KindIncr, key, "")
+				v, err := cl.Incr(octx, key).Result()
+				op.OutInt = v
+				env.History.End(op, err)
+			} else {
+				env.recordGet(octx, cl, id, node, key)
+			}
+			cancel()
+		}
+	})
+}
+
+// workers runs body in n goroutines, each with its own client id and
+// random source, and waits for all of them.
+func (env *Env) workers(ctx context.Context, n int, body func(i, id int, rnd *rand.Rand)) {
 	var wg sync.WaitGroup
-	for i := range w.Workers {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, node := env.NewClientID(), i%len(env.Cluster.Nodes())
-			rnd := env.Rand(id)
-			cl := env.Client(node)
-			defer cl.Close()
-			for n := 0; n < env.MaxOps && pace(ctx, rnd, 15*time.Millisecond); n++ {
-				key := fmt.Sprintf("c:%d:%d", keyEpoch(env.History), rnd.IntN(w.Keys))
-				octx, cancel := env.opCtx(ctx)
-				if rnd.IntN(3) > 0 {
-					op := env.History.Begin(id, node, KindIncr, key, "")
-					v, err := cl.Incr(octx, key).Result()
-					op.OutInt = v
-					env.History.End(op, err)
-				} else {
-					op := env.History.Begin(id, node, KindGet, key, "")
-					v, err := cl.Get(octx, key).Result()
-					op.Out, op.OutNil = v, errors.Is(err, redis.Nil)
-					env.History.End(op, err)
-				}
-				cancel()
-			}
+			id := env.NewClientID()
+			body(i, id, env.Rand(id))
 		}()
 	}
 	wg.Wait()
+}
+
+// recordGet is a GET recorded in the history: the read half of the
+// register, counter and Lua workloads.
+func (env *Env) recordGet(ctx context.Context, cl *redis.Client, id, node int, key string) {
+	op := env.History.Begin(id, node, KindGet, key, "")
+	v, err := cl.Get(ctx, key).Result()
+	op.Out, op.OutNil = v, errors.Is(err, redis.Nil)
+	env.History.End(op, err)
 }
 
 func (CounterWorkload) Final(ctx context.Context, env *Env) map[string]FinalValue {
