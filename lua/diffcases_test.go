@@ -1,37 +1,27 @@
 package lua
 
+import (
+	"os"
+	"strings"
+)
+
 // Node-RED context store shapes (COMPAT.md section 2): GET, decode or {},
 // walk the dotted path with string.gmatch creating tables, set (or delete)
 // the leaf, encode, SET, return 1.
-const nestedSetScript = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then cur[p] = {} end
-  cur = cur[p]
-end
-cur[parts[#parts]] = cjson.decode(ARGV[2])
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`
+// The bodies live in testdata, shared with the cluster and ioredis tests.
+var nestedSetScript = readScript("testdata/nodered_context_set.lua")
 
-const nestedDeleteScript = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then return 0 end
-  cur = cur[p]
-end
-cur[parts[#parts]] = nil
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`
+var nestedDeleteScript = readScript("testdata/nodered_context_delete.lua")
+
+// readScript loads a script body; the trailing newline of the file is not
+// part of it.
+func readScript(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}
 
 const ctxKey = "nodered:context:global:default"
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,38 +27,21 @@ import (
 )
 
 // The Node-RED context store's nested set and nested delete (COMPAT.md
-// section 2), as the differential corpus has them.
+// section 2), shared with the lua package's tests and the ioredis tests.
+var (
+	scNestedSet    = readLuaScript("../../lua/testdata/nodered_context_set.lua")
+	scNestedDelete = readLuaScript("../../lua/testdata/nodered_context_delete.lua")
+)
+
+func readLuaScript(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}
+
 const (
-	scNestedSet = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then cur[p] = {} end
-  cur = cur[p]
-end
-cur[parts[#parts]] = cjson.decode(ARGV[2])
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`
-
-	scNestedDelete = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then return 0 end
-  cur = cur[p]
-end
-cur[parts[#parts]] = nil
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`
-
 	// INCRBY through a script.
 	scIncr = `return redis.call('INCRBY', KEYS[1], ARGV[1])`
 

@@ -11,6 +11,7 @@
 //     on another node;
 //   - script('LOAD') on one node, evalsha / EVALSHA_RO on the others at once.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -25,36 +26,14 @@ const MAJORS = [
 ];
 
 // The context store's scripts (the same bodies as the differential corpus,
-// testdata/differential/97_nodered_context.txt).
-const NESTED_SET = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then cur[p] = {} end
-  cur = cur[p]
-end
-cur[parts[#parts]] = cjson.decode(ARGV[2])
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`;
+// testdata/differential/97_nodered_context.txt), kept in lua/testdata.
+function readScript(name) {
+  return readFileSync(new URL(`../../lua/testdata/${name}`, import.meta.url), 'utf8').replace(/\n$/, '');
+}
 
-const NESTED_DELETE = `local raw = redis.call('GET', KEYS[1])
-local obj = {}
-if raw then obj = cjson.decode(raw) end
-local parts = {}
-for p in string.gmatch(ARGV[1], '[^%.]+') do parts[#parts + 1] = p end
-local cur = obj
-for i = 1, #parts - 1 do
-  local p = parts[i]
-  if type(cur[p]) ~= 'table' then return 0 end
-  cur = cur[p]
-end
-cur[parts[#parts]] = nil
-redis.call('SET', KEYS[1], cjson.encode(obj))
-return 1`;
+const NESTED_SET = readScript('nodered_context_set.lua');
+
+const NESTED_DELETE = readScript('nodered_context_delete.lua');
 
 const sha1 = (s) => createHash('sha1').update(s).digest('hex');
 
