@@ -368,6 +368,7 @@ type Status struct {
 	ID, State, LeaderID, LeaderAddr string
 	Term, CommitIndex, AppliedIndex uint64
 	LastIndex                       uint64
+	FirstIndex                      uint64 // the oldest entry still in the log: compaction moves it
 	Servers                         []Peer
 }
 
@@ -379,6 +380,7 @@ func (n *Node) Status() Status {
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.AppliedIndex(),
 		LastIndex: n.raft.LastIndex(),
 	}
+	s.FirstIndex, _ = n.store.FirstIndex()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, srv := range f.Configuration().Servers {
 			s.Servers = append(s.Servers, Peer{ID: string(srv.ID), Addr: string(srv.Address)})

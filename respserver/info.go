@@ -162,7 +162,8 @@ func (s *Server) infoSection(sec string) [][2]string {
 			{"raft_id", st.ID}, {"raft_state", strings.ToLower(st.State)}, {"raft_term", u(st.Term)},
 			{"raft_leader_id", st.LeaderID}, {"raft_leader_addr", st.LeaderAddr},
 			{"raft_commit_index", u(st.CommitIndex)}, {"raft_applied_index", u(st.AppliedIndex)},
-			{"raft_last_index", u(st.LastIndex)}, {"raft_peers", strings.Join(ids, ",")},
+			{"raft_last_index", u(st.LastIndex)}, {"raft_first_index", u(st.FirstIndex)},
+			{"raft_peers", strings.Join(ids, ",")},
 		}
 	case "keyspace":
 		var out [][2]string

@@ -303,6 +303,12 @@ func TestClusterFollowerCatchesUpViaSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	follower := (leader + 1) % 3
+	ctx0 := context.Background()
+	info, err := client(t, c, follower).Info(ctx0, "raft").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt, _ := strconv.ParseUint(infoField(info, "raft_last_index"), 10, 64)
 	if err := c.Stop(follower); err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +326,13 @@ func TestClusterFollowerCatchesUpViaSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Start the follower only once the leader's log no longer reaches back to
+	// where the follower stopped: only a snapshot can bring it up to date.
+	waitFor(t, "the leader to compact its log past the stopped follower", func() bool {
+		info, err := r.Info(ctx, "raft").Result()
+		first, _ := strconv.ParseUint(infoField(info, "raft_first_index"), 10, 64)
+		return err == nil && first > stoppedAt+1
+	})
 	if err := c.Start(follower); err != nil {
 		t.Fatal(err)
 	}
