@@ -43,6 +43,7 @@ func digest(tx *bolt.Tx) []byte {
 	m := tx.Bucket(bucketMeta)
 	for i := 0; i < Databases; i++ {
 		write(m.Get(countKeys[i]))
+		write(m.Get(expireKeys[i]))
 	}
 	return h.Sum(nil)
 }

@@ -32,6 +32,7 @@ var (
 	dbBuckets     [Databases][]byte
 	scanBuckets   [Databases][]byte
 	countKeys     [Databases][]byte
+	expireKeys    [Databases][]byte
 )
 
 func init() {
@@ -39,6 +40,7 @@ func init() {
 		dbBuckets[i] = []byte(fmt.Sprintf("db%d", i))
 		scanBuckets[i] = []byte(fmt.Sprintf("scan%d", i))
 		countKeys[i] = []byte(fmt.Sprintf("count%d", i))
+		expireKeys[i] = []byte(fmt.Sprintf("expires%d", i))
 	}
 }
 
@@ -376,20 +378,21 @@ func getU64(b []byte) uint64 {
 	return binary.BigEndian.Uint64(b)
 }
 
-// KeyCounts is the number of keys stored in each database (including keys
-// past their deadline that the sweeper has not removed yet, as Redis counts).
-func (f *FSM) KeyCounts() [Databases]int64 {
-	var out [Databases]int64
+// KeyCounts is the number of keys stored in each database, and of those
+// with a deadline (including keys past their deadline that the sweeper has
+// not removed yet, as Redis counts them).
+func (f *FSM) KeyCounts() (keys, expires [Databases]int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	f.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		for i := range out {
-			out[i] = int64(getU64(m.Get(countKeys[i])))
+		for i := range keys {
+			keys[i] = int64(getU64(m.Get(countKeys[i])))
+			expires[i] = int64(getU64(m.Get(expireKeys[i])))
 		}
 		return nil
 	})
-	return out
+	return keys, expires
 }
 
 // Backup writes a consistent copy of the state (a bbolt file) to w while

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 func open(t *testing.T) *FSM {
@@ -105,6 +106,7 @@ func TestDeterministicAcrossBatchSplits(t *testing.T) {
 	if da, db := digestOf(a), digestOf(b); da != db {
 		t.Fatalf("digests differ: %s vs %s", da, db)
 	}
+	assertCounts(t, a)
 	if a.AppliedIndex() != uint64(len(cmds)) || b.LastNow() != now {
 		t.Fatalf("applied %d, lastNow %d", a.AppliedIndex(), b.LastNow())
 	}
@@ -225,4 +227,27 @@ func TestMatchLikeRedis(t *testing.T) {
 			t.Errorf("Match(%q, %q) = %v, want %v", c.pat, c.s, got, c.want)
 		}
 	}
+}
+
+// assertCounts checks the key and expiry counters (DBSIZE, INFO keyspace)
+// against what the buckets actually hold.
+func assertCounts(t *testing.T, f *FSM) {
+	t.Helper()
+	keys, expires := f.KeyCounts()
+	f.db.View(func(tx *bolt.Tx) error {
+		var wantExp [Databases]int64
+		tx.Bucket(bucketExpires).ForEach(func(k, _ []byte) error {
+			wantExp[k[8]]++
+			return nil
+		})
+		for db := 0; db < Databases; db++ {
+			if n := int64(tx.Bucket(dbBuckets[db]).Stats().KeyN); n != keys[db] {
+				t.Errorf("db%d: %d keys counted, %d stored", db, keys[db], n)
+			}
+			if wantExp[db] != expires[db] {
+				t.Errorf("db%d: %d expiring keys counted, %d in the expiry index", db, expires[db], wantExp[db])
+			}
+		}
+		return nil
+	})
 }

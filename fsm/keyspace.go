@@ -121,8 +121,11 @@ func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
 	b := c.keys()
 	sk := stored(key)
 	old := b.Get(sk)
+	hadDeadline := false
 	if old != nil {
-		if r, ok := decodeRecord(old); ok && r.deadline != 0 && r.deadline != deadline {
+		r, ok := decodeRecord(old)
+		hadDeadline = ok && r.deadline != 0
+		if hadDeadline && r.deadline != deadline {
 			must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
 		}
 	} else {
@@ -131,6 +134,12 @@ func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
 	}
 	if deadline != 0 {
 		must(c.tx.Bucket(bucketExpires).Put(expiryKey(deadline, c.DB, key), nil))
+	}
+	switch {
+	case deadline != 0 && !hadDeadline:
+		c.batch.expireDelta[c.DB]++
+	case deadline == 0 && hadDeadline:
+		c.batch.expireDelta[c.DB]--
 	}
 	must(b.Put(sk, encodeRecord(typ, deadline, payload)))
 }
@@ -152,6 +161,7 @@ func (c *Ctx) del(key []byte) bool {
 	live := r.deadline == 0 || r.deadline > c.Now
 	if r.deadline != 0 {
 		must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
+		c.batch.expireDelta[c.DB]--
 	}
 	must(c.tx.Bucket(scanBuckets[c.DB]).Delete(scanKey(key)))
 	must(b.Delete(sk))
@@ -162,7 +172,8 @@ func (c *Ctx) del(key []byte) bool {
 // batchState is what the entries of one ApplyBatch share: key-count deltas
 // are summed in memory and written once per batch, not once per key.
 type batchState struct {
-	countDelta [Databases]int64
+	countDelta  [Databases]int64 // keys stored
+	expireDelta [Databases]int64 // keys with a deadline (INFO keyspace's expires)
 }
 
 func (c *Ctx) addCount(d int64) { c.batch.countDelta[c.DB] += d }
@@ -178,11 +189,14 @@ func (c *Ctx) count(db int) int64 {
 // flushCounts writes the batch's key-count deltas.
 func (b *batchState) flushCounts(tx *bolt.Tx) {
 	m := tx.Bucket(bucketMeta)
-	for db, d := range b.countDelta {
+	add := func(key []byte, d int64) {
 		if d != 0 {
-			n := int64(getU64(m.Get(countKeys[db]))) + d
-			must(m.Put(countKeys[db], putU64(uint64(n))))
+			must(m.Put(key, putU64(uint64(int64(getU64(m.Get(key)))+d))))
 		}
+	}
+	for db := range b.countDelta {
+		add(countKeys[db], b.countDelta[db])
+		add(expireKeys[db], b.expireDelta[db])
 	}
 }
 

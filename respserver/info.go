@@ -167,9 +167,10 @@ func (s *Server) infoSection(sec string) [][2]string {
 		}
 	case "keyspace":
 		var out [][2]string
-		for db, n := range s.node.FSM().KeyCounts() {
+		keys, expires := s.node.FSM().KeyCounts()
+		for db, n := range keys {
 			if n > 0 {
-				out = append(out, [2]string{"db" + strconv.Itoa(db), "keys=" + i(n) + ",expires=0,avg_ttl=0"})
+				out = append(out, [2]string{"db" + strconv.Itoa(db), "keys=" + i(n) + ",expires=" + i(expires[db]) + ",avg_ttl=0"})
 			}
 		}
 		return out
