@@ -77,10 +77,10 @@ func isHex(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// strtod parses the longest prefix of s accepted by glibc's strtod in the C
-// locale and returns its value and length (0 when nothing was parsed).
-// Parsing stops at a NUL byte, as C strings do.
-func strtod(s string) (float64, int) {
+// cNumberStart does what C's number parsers (strtod, strtoul) do first: stop
+// at a NUL byte, skip leading white space and take one sign. It returns the
+// string, the index after the sign, and whether the sign was '-'.
+func cNumberStart(s string) (string, int, bool) {
 	if i := strings.IndexByte(s, 0); i >= 0 {
 		s = s[:i]
 	}
@@ -93,6 +93,14 @@ func strtod(s string) (float64, int) {
 		neg = s[i] == '-'
 		i++
 	}
+	return s, i, neg
+}
+
+// strtod parses the longest prefix of s accepted by glibc's strtod in the C
+// locale and returns its value and length (0 when nothing was parsed).
+// Parsing stops at a NUL byte, as C strings do.
+func strtod(s string) (float64, int) {
+	s, i, neg := cNumberStart(s)
 	rest := s[i:]
 	sign := func(f float64) float64 {
 		if neg {
