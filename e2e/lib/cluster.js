@@ -247,6 +247,16 @@ export class Cluster {
     await this._waitReady(i);
   }
 
+  /** Run fn; on failure append every node's log tail to the error. */
+  async withLogs(fn) {
+    try {
+      await fn();
+    } catch (e) {
+      e.message += '\n' + this.nodes.map((_, i) => this.logTail(i, 25)).join('\n');
+      throw e;
+    }
+  }
+
   logTail(i, lines = 40) {
     try {
       const all = fs.readFileSync(this.nodes[i].logPath, 'utf8').split('\n');

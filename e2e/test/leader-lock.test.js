@@ -33,19 +33,6 @@ after(async () => {
   await cluster?.close();
 });
 
-/** Run fn; on failure append the nodes' log tails to the error. */
-async function withLogs(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    if (cluster) {
-      const logs = cluster.nodes.map((_, i) => cluster.logTail(i, 25)).join('\n');
-      e.message += `\n${logs}`;
-    }
-    throw e;
-  }
-}
-
 function connect(Redis, i) {
   const { host, port } = cluster.addr(i);
   // Defaults otherwise: reconnection is ioredis's own retryStrategy.
@@ -190,7 +177,7 @@ async function deadlineMs(c, key) {
 // Runs first, on the freshly started cluster: Node-RED's storage module opens
 // with PING then EXISTS <p>flows, a read, before anything has been written.
 test('a fresh cluster answers a read before any write, on every node', { timeout: 30_000 }, () =>
-  withLogs(async () => {
+  cluster.withLogs(async () => {
     const cs = [0, 1, 2].map((i) => connect(Redis5, i));
     await Promise.all(cs.map(ready));
     for (const [i, c] of cs.entries()) {
@@ -212,7 +199,7 @@ test('a fresh cluster answers a read before any write, on every node', { timeout
 for (const [major, Redis] of MAJORS) {
   describe(major, () => {
     test('(b) cluster-leader lock: one winner, refresh holds, expiry hands over, release', { timeout: 60_000 }, () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const cs = [0, 1, 2].map((i) => connect(Redis, i));
         await Promise.all(cs.map(ready));
 
@@ -276,7 +263,7 @@ for (const [major, Redis] of MAJORS) {
     );
 
     test('(c) kill -9 the Raft leader while the holder refreshes', { timeout: 90_000 }, (t) =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const TTL = 15;
         const key = `nodered:${major}:leader-c`;
         const L = await cluster.leader();
@@ -359,7 +346,7 @@ for (const [major, Redis] of MAJORS) {
 // cluster-leader refresh starts with GET) must be served at once, also when
 // nothing has been written since the election.
 test('reads are served right after a failover, before any write', { timeout: 60_000 }, () =>
-  withLogs(async () => {
+  cluster.withLogs(async () => {
     const key = 'nodered:failover-read';
     const L = await cluster.leader();
     const survivors = [0, 1, 2].filter((i) => i !== L);

@@ -31,15 +31,6 @@ after(async () => {
   await cluster?.close();
 });
 
-async function withLogs(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    if (cluster) e.message += '\n' + cluster.nodes.map((_, i) => cluster.logTail(i, 25)).join('\n');
-    throw e;
-  }
-}
-
 function connect(Redis, i) {
   const { host, port } = cluster.addr(i);
   const c = new Redis({ host, port }); // ioredis's own defaults: retry, autoResubscribe
@@ -98,7 +89,7 @@ async function worker(Redis, node, prefix) {
 for (const [major, Redis] of MAJORS) {
   describe(major, () => {
     test('storage module: SET flows, PUBLISH flows:updated on one node; the subscriber GETs on another and sees the flows', () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const prefix = `nodered-${major}:`;
         const { a, b, leader } = await roles();
         const admin = connect(Redis, a);
@@ -140,7 +131,7 @@ for (const [major, Redis] of MAJORS) {
       }));
 
     test("subscriber's node killed (-9) and restarted: ioredis resubscribes, later messages arrive", () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const prefix = `restart-${major}:`;
         const { a, b } = await roles();
         const admin = connect(Redis, a);

@@ -51,15 +51,6 @@ after(async () => {
   await cluster?.close();
 });
 
-async function withLogs(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    if (cluster) e.message += '\n' + cluster.nodes.map((_, i) => cluster.logTail(i, 25)).join('\n');
-    throw e;
-  }
-}
-
 function connectTo(Redis, port) {
   const c = new Redis({ host: '127.0.0.1', port });
   c.on('error', () => {});
@@ -89,7 +80,7 @@ for (const [major, Redis] of MAJORS) {
     const p = `e2e:${major}:`;
 
     test('context store: nested set / delete with EVAL from clients on every node', () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const cs = [0, 1, 2].map((i) => connect(Redis, i));
         await Promise.all(cs.map(ready));
         // Loaded at start, as the context store does (the sha is not used).
@@ -160,7 +151,7 @@ for (const [major, Redis] of MAJORS) {
       }));
 
     test('defineCommand: EVAL first, then EVALSHA; NOSCRIPT after a flush falls back to EVAL', () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const lua = `local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 return {n, KEYS[1], ARGV[2]}`;
         const sha = sha1(lua);
@@ -214,7 +205,7 @@ return {n, KEYS[1], ARGV[2]}`;
       }));
 
     test("script('LOAD') on one node, evalsha on the others at once; SCRIPT FLUSH everywhere", () =>
-      withLogs(async () => {
+      cluster.withLogs(async () => {
         const cs = [0, 1, 2].map((i) => connect(Redis, i));
         await Promise.all(cs.map(ready));
         const shas = [];
