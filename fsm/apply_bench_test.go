@@ -32,10 +32,12 @@ func benchApply(b *testing.B, batch int) {
 	for i := 0; i < 100000/500; i++ {
 		f.ApplyBatch(mk(500))
 	}
+	f.flush()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f.ApplyBatch(mk(batch))
 	}
+	f.flush()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/entry")
 }
 

@@ -4,46 +4,38 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // digestBuckets are the buckets that make up the replicated state: every
 // node that applied the same log has the same content in them, whatever its
-// batch boundaries (meta also holds node-local bookkeeping, so only its
-// replicated fields count).
-func digestBuckets() [][]byte {
-	out := [][]byte{bucketExpires, bucketScripts}
+// batch boundaries or flushes.
+var digestBuckets = func() []bucketID {
+	out := []bucketID{bucketIDExpires, bucketIDScripts}
 	for i := 0; i < Databases; i++ {
-		out = append(out, dbBuckets[i], scanBuckets[i])
+		out = append(out, bucketIDDB0+bucketID(i), bucketIDScan0+bucketID(i))
 	}
 	return out
-}
+}()
 
-// digest hashes the replicated state in key order.
-func digest(tx *bolt.Tx) []byte {
+// digest hashes the replicated state in key order, and the key counts.
+func digest(v *view, m *meta) []byte {
 	h := sha1.New()
 	var lenBuf [binary.MaxVarintLen64]byte
 	write := func(b []byte) {
 		h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(b)))])
 		h.Write(b)
 	}
-	for _, name := range digestBuckets() {
-		write(name)
-		b := tx.Bucket(name)
-		if b == nil {
-			continue
-		}
-		b.ForEach(func(k, v []byte) error {
+	for _, b := range digestBuckets {
+		write(bucketNames[b])
+		cur := v.cursor(b)
+		for k, val := cur.First(); k != nil; k, val = cur.Next() {
 			write(k)
-			write(v)
-			return nil
-		})
+			write(val)
+		}
 	}
-	m := tx.Bucket(bucketMeta)
 	for i := 0; i < Databases; i++ {
-		write(m.Get(countKeys[i]))
-		write(m.Get(expireKeys[i]))
+		write(putU64(uint64(m.keys[i])))
+		write(putU64(uint64(m.expires[i])))
 	}
 	return h.Sum(nil)
 }
@@ -56,5 +48,5 @@ func cmdDebug(c *Ctx, args [][]byte) {
 		c.out = AppendError(c.out, "ERR DEBUG supports only DIGEST in redraft")
 		return
 	}
-	c.out = AppendBulkString(c.out, hex.EncodeToString(digest(c.tx)))
+	c.out = AppendBulkString(c.out, hex.EncodeToString(digest(c.v, c.meta)))
 }

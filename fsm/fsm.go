@@ -44,14 +44,28 @@ func init() {
 	}
 }
 
-// FSM is the state machine. Apply and Restore are called by raft's single
-// FSM goroutine; Query, Snapshot and the index accessors may be called from
+// FSM is the state machine. Apply, Snapshot and Restore are called by
+// raft's single FSM goroutine; Query and the accessors may be called from
 // any goroutine.
 type FSM struct {
 	path string
 
-	mu sync.RWMutex // held for writing only while Restore swaps the file
-	db *bolt.DB
+	// mu orders commands against the state: the apply goroutine holds it
+	// for writing while an entry runs, so every command sees whole entries;
+	// queries hold it for reading. The flusher takes it briefly to freeze a
+	// layer and to drop it once bbolt has it; Restore holds it while it
+	// swaps the file.
+	mu     sync.RWMutex
+	db     *bolt.DB
+	active *layer // entries applied since the last freeze
+	frozen *layer // being written to bbolt, or nil
+	state  meta   // of everything applied to the layers
+
+	flushMu  sync.Mutex // one flush at a time; held by Restore and Close
+	flushed  uint64     // meta.index of the state in bbolt (under flushMu)
+	kick     chan struct{}
+	stopping chan struct{}
+	stopped  chan struct{}
 
 	applied atomic.Uint64
 	lastNow atomic.Int64
@@ -60,7 +74,7 @@ type FSM struct {
 	notify   chan struct{} // closed and replaced whenever applied advances
 
 	// Hooks lets the node react to effects (pub/sub delivery) once the
-	// batch that produced them is committed.
+	// entries that produced them have applied.
 	Hooks Hooks
 
 	// pub/sub (see pubsub.go): hooks set while raft runs, and the last
@@ -82,7 +96,8 @@ type Hooks struct {
 // checked, and a damaged one is discarded so the node rebuilds it from the
 // last snapshot and the log (see NeedsRestore).
 func Open(path string) (*FSM, error) {
-	f := &FSM{path: path, notify: make(chan struct{})}
+	f := &FSM{path: path, notify: make(chan struct{}), active: newLayer(),
+		kick: make(chan struct{}, 1), stopping: make(chan struct{}), stopped: make(chan struct{})}
 	db, err := openDB(path)
 	if err != nil {
 		return nil, err
@@ -92,6 +107,7 @@ func Open(path string) (*FSM, error) {
 		db.Close()
 		return nil, err
 	}
+	go f.flushLoop()
 	return f, nil
 }
 
@@ -155,6 +171,7 @@ func setDirty(db *bolt.DB, dirty bool) error {
 	return db.Sync()
 }
 
+// loadMeta reads the bookkeeping of the state in the file.
 func (f *FSM) loadMeta() error {
 	return f.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketExpires, bucketScripts} {
@@ -171,20 +188,59 @@ func (f *FSM) loadMeta() error {
 			}
 		}
 		m := tx.Bucket(bucketMeta)
-		f.applied.Store(getU64(m.Get(keyApplied)))
-		f.lastNow.Store(int64(getU64(m.Get(keyNow))))
+		st := meta{index: getU64(m.Get(keyApplied)), now: int64(getU64(m.Get(keyNow)))}
+		for i := 0; i < Databases; i++ {
+			st.keys[i] = int64(getU64(m.Get(countKeys[i])))
+			st.expires[i] = int64(getU64(m.Get(expireKeys[i])))
+		}
+		f.state = st
+		f.flushed = st.index
+		f.applied.Store(st.index)
+		f.lastNow.Store(st.now)
 		return nil
 	})
 }
 
-// Close marks the file clean and closes it.
+// writeMeta records the bookkeeping of the state a flush brings bbolt to.
+func writeMeta(tx *bolt.Tx, st *meta) error {
+	m := tx.Bucket(bucketMeta)
+	put := func(k []byte, v uint64) error { return m.Put(k, putU64(v)) }
+	if err := put(keyApplied, st.index); err != nil {
+		return err
+	}
+	if err := put(keyNow, uint64(st.now)); err != nil {
+		return err
+	}
+	for i := 0; i < Databases; i++ {
+		if err := put(countKeys[i], uint64(st.keys[i])); err != nil {
+			return err
+		}
+		if err := put(expireKeys[i], uint64(st.expires[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close writes what is not yet in the file, marks it clean and closes it.
+// It must not race with itself.
 func (f *FSM) Close() error {
+	select {
+	case <-f.stopping:
+		return nil // closed already
+	default:
+	}
+	close(f.stopping)
+	<-f.stopped
+	f.flush()
+	var err error
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.db == nil {
-		return nil
+	if derr := setDirty(f.db, false); err == nil {
+		err = derr
 	}
-	err := setDirty(f.db, false)
 	if cerr := f.db.Close(); err == nil {
 		err = cerr
 	}
@@ -229,59 +285,50 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch implements raft.BatchingFSM: one bbolt transaction for the whole
-// batch, one reply (RESP bytes) per entry.
+// ApplyBatch implements raft.BatchingFSM: the entries apply to the active
+// layer in memory, one reply (RESP bytes) per entry; the flusher writes them
+// to bbolt later (flush.go). A crash before that loses nothing: the file's
+// applied index says where the log must be replayed from.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.throttle()
 	applied := f.applied.Load()
-	now := f.lastNow.Load()
 	last := applied
 	var effects []effect
-	var batch batchState
-	tx, err := f.db.Begin(true)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: begin: %v", err)) // disk gone: let raft replay after restart
-	}
 	for i, l := range logs {
 		if l.Index <= applied {
 			continue // already in the file: a restart replays the log's tail
 		}
 		last = l.Index
-		if l.Type != raft.LogCommand {
-			continue
+		var e Entry
+		var err error
+		if l.Type == raft.LogCommand {
+			e, err = DecodeEntry(l.Data)
 		}
-		e, err := DecodeEntry(l.Data)
-		if err != nil {
+		f.mu.Lock()
+		now := max(e.Now, f.state.now)
+		switch {
+		case l.Type != raft.LogCommand:
+		case err != nil:
 			out[i] = AppendError(nil, "ERR "+err.Error())
-			continue
+		default:
+			v := f.view()
+			c := Ctx{v: &v, meta: &f.state, DB: e.DB, Now: now, writable: true, index: i}
+			out[i] = c.run(e.Args)
+			v.close()
+			if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
+				effects = append(effects, c.effects...)
+			}
 		}
-		if e.Now > now {
-			now = e.Now
-		}
-		c := Ctx{tx: tx, DB: e.DB, Now: now, writable: true, index: i, batch: &batch}
-		out[i] = c.run(e.Args)
-		if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
-			effects = append(effects, c.effects...)
-		}
+		f.state.index, f.state.now = l.Index, now
+		f.mu.Unlock()
 	}
-	batch.flushCounts(tx)
-	m := tx.Bucket(bucketMeta)
-	if err := m.Put(keyApplied, putU64(last)); err != nil {
-		panic(err)
-	}
-	if err := m.Put(keyNow, putU64(uint64(now))); err != nil {
-		panic(err)
-	}
-	if err := tx.Commit(); err != nil {
-		panic(fmt.Sprintf("fsm: commit: %v", err))
-	}
-	f.lastNow.Store(now)
-	// Deliver only after the commit and after advance: a subscriber that
-	// reacts to a message by reading (any read mode, on this node) must see
-	// every write ordered before the message. Linearizable reads would wait
-	// for the index anyway; stale reads would not.
+	f.lastNow.Store(f.state.now)
+	f.maybeFlush()
+	// Deliver only after advance: a subscriber that reacts to a message by
+	// reading (any read mode, on this node) must see every write ordered
+	// before the message. Linearizable reads would wait for the index
+	// anyway; stale reads would not.
 	f.advance(last)
 	for _, e := range effects {
 		e.deliver(f, out)
@@ -290,44 +337,66 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 }
 
 // Query runs a read-only command against the current state as of now.
-func (f *FSM) Query(db int, now int64, args [][]byte) []byte {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	tx, err := f.db.Begin(false)
-	if err != nil {
-		return AppendError(nil, "ERR "+err.Error())
-	}
-	defer tx.Rollback()
-	if ln := f.lastNow.Load(); ln > now {
-		now = ln
-	}
-	c := Ctx{tx: tx, DB: db, Now: now}
-	return c.run(args)
+func (f *FSM) Query(db int, now int64, args [][]byte) (reply []byte) {
+	f.read(func(v *view, st *meta) {
+		c := Ctx{v: v, meta: st, DB: db, Now: max(now, st.now)}
+		reply = c.run(args)
+	})
+	return reply
 }
 
-// Snapshot implements raft.FSM: a consistent bbolt read transaction taken
-// between batches, streamed out by Persist while applies go on.
+// Snapshot implements raft.FSM. It runs between batches, so it only
+// freezes the active layer: Persist, on raft's snapshot goroutine, writes it
+// to bbolt and streams a read transaction of the file, which then holds
+// exactly the state at this index. No flush may run in between, so flushMu
+// passes from Snapshot to Persist (or to Release, if raft never persists).
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	tx, err := f.db.Begin(false)
-	if err != nil {
-		return nil, err
-	}
-	return &snapshot{tx: tx}, nil
+	f.flushMu.Lock()
+	l, st, dirty := f.freeze()
+	return &snapshot{f: f, layer: l, state: st, dirty: dirty}, nil
 }
 
-type snapshot struct{ tx *bolt.Tx }
+type snapshot struct {
+	f     *FSM
+	layer *layer
+	state meta
+	dirty bool
+
+	once sync.Once
+	tx   *bolt.Tx
+	err  error
+}
+
+// begin writes the frozen layer and opens the read transaction, once, and
+// lets flushes run again.
+func (s *snapshot) begin() {
+	s.once.Do(func() {
+		defer s.f.flushMu.Unlock()
+		if s.dirty {
+			s.f.write(s.layer, s.state)
+		}
+		s.tx, s.err = s.f.db.Begin(false)
+	})
+}
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.tx.WriteTo(sink); err != nil {
+	s.begin()
+	if s.err == nil {
+		_, s.err = s.tx.WriteTo(sink)
+	}
+	if s.err != nil {
 		sink.Cancel()
-		return err
+		return s.err
 	}
 	return sink.Close()
 }
 
-func (s *snapshot) Release() { s.tx.Rollback() }
+func (s *snapshot) Release() {
+	s.begin()
+	if s.tx != nil {
+		s.tx.Rollback()
+	}
+}
 
 // Restore implements raft.FSM: the snapshot is a whole bbolt file; it
 // replaces ours.
@@ -349,8 +418,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
+	f.flushMu.Lock() // a flush in progress finishes into the old file
+	defer f.flushMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.active, f.frozen = newLayer(), nil
 	if err := f.db.Close(); err != nil {
 		return err
 	}
@@ -384,20 +456,13 @@ func getU64(b []byte) uint64 {
 func (f *FSM) KeyCounts() (keys, expires [Databases]int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	f.db.View(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		for i := range keys {
-			keys[i] = int64(getU64(m.Get(countKeys[i])))
-			expires[i] = int64(getU64(m.Get(expireKeys[i])))
-		}
-		return nil
-	})
-	return keys, expires
+	return f.state.keys, f.state.expires
 }
 
 // Backup writes a consistent copy of the state (a bbolt file) to w while
 // applies go on: an online backup.
 func (f *FSM) Backup(w io.Writer) (int64, error) {
+	f.flush()
 	f.mu.RLock()
 	tx, err := f.db.Begin(false)
 	f.mu.RUnlock()

@@ -230,24 +230,40 @@ func TestMatchLikeRedis(t *testing.T) {
 }
 
 // assertCounts checks the key and expiry counters (DBSIZE, INFO keyspace)
-// against what the buckets actually hold.
+// against what the state holds: first through the layers, then in the file
+// once flushed.
 func assertCounts(t *testing.T, f *FSM) {
 	t.Helper()
 	keys, expires := f.KeyCounts()
-	f.db.View(func(tx *bolt.Tx) error {
-		var wantExp [Databases]int64
-		tx.Bucket(bucketExpires).ForEach(func(k, _ []byte) error {
-			wantExp[k[8]]++
-			return nil
-		})
+	check := func(where string, count func(b bucketID, fn func(k []byte))) {
+		var gotKeys, gotExp [Databases]int64
+		count(bucketIDExpires, func(k []byte) { gotExp[k[8]]++ })
 		for db := 0; db < Databases; db++ {
-			if n := int64(tx.Bucket(dbBuckets[db]).Stats().KeyN); n != keys[db] {
-				t.Errorf("db%d: %d keys counted, %d stored", db, keys[db], n)
+			count(bucketIDDB0+bucketID(db), func([]byte) { gotKeys[db]++ })
+			if gotKeys[db] != keys[db] {
+				t.Errorf("%s: db%d: %d keys counted, %d stored", where, db, keys[db], gotKeys[db])
 			}
-			if wantExp[db] != expires[db] {
-				t.Errorf("db%d: %d expiring keys counted, %d in the expiry index", db, expires[db], wantExp[db])
+			if gotExp[db] != expires[db] {
+				t.Errorf("%s: db%d: %d expiring keys counted, %d in the expiry index", where, db, expires[db], gotExp[db])
 			}
 		}
+	}
+	f.read(func(v *view, _ *meta) {
+		check("view", func(b bucketID, fn func([]byte)) {
+			cur := v.cursor(b)
+			for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+				fn(k)
+			}
+		})
+	})
+	f.flush()
+	f.db.View(func(tx *bolt.Tx) error {
+		check("file", func(b bucketID, fn func([]byte)) {
+			tx.Bucket(bucketNames[b]).ForEach(func(k, _ []byte) error {
+				fn(k)
+				return nil
+			})
+		})
 		return nil
 	})
 }

@@ -119,7 +119,7 @@ func cmdScan(c *Ctx, args [][]byte) {
 	}
 	var keys [][]byte
 	next := uint64(0)
-	cur := c.tx.Bucket(scanBuckets[c.DB]).Cursor()
+	cur := c.v.cursor(c.scanBucket())
 	start := binary.BigEndian.AppendUint64(nil, cursor)
 	visited := int64(0)
 	for k, _ := cur.Seek(start); k != nil; k, _ = cur.Next() {
@@ -294,7 +294,7 @@ func cmdFlushAll(c *Ctx, args [][]byte) {
 func cmdSweep(c *Ctx, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		v := c.keys().Get(c.lookupKey(k))
+		v := c.v.get(c.dbBucket(), c.lookupKey(k))
 		if v == nil {
 			continue
 		}

@@ -50,10 +50,11 @@ func encodeRecord(typ byte, deadline int64, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// Ctx is what a command runs against: one transaction, one database, one
-// moment. Commands append their reply to out.
+// Ctx is what a command runs against: one view of the state, one
+// database, one moment. Commands append their reply to out.
 type Ctx struct {
-	tx       *bolt.Tx
+	v        *view
+	meta     *meta // key counts; the apply goroutine's to change
 	DB       int
 	Now      int64
 	writable bool
@@ -61,10 +62,19 @@ type Ctx struct {
 	effects  []effect
 	index    int // position of the entry in its batch, for effects
 	kbuf     []byte
-	batch    *batchState // nil on the read path
 }
 
-func (c *Ctx) keys() *bolt.Bucket { return c.tx.Bucket(dbBuckets[c.DB]) }
+// meta is the bookkeeping that goes with the state: the last entry applied
+// to it, the time of that entry, and key counts per database.
+type meta struct {
+	index   uint64
+	now     int64
+	keys    [Databases]int64 // keys stored
+	expires [Databases]int64 // keys with a deadline (INFO keyspace's expires)
+}
+
+func (c *Ctx) dbBucket() bucketID   { return bucketIDDB0 + bucketID(c.DB) }
+func (c *Ctx) scanBucket() bucketID { return bucketIDScan0 + bucketID(c.DB) }
 
 // keyPrefix makes the empty key storable.
 const keyPrefix = 'k'
@@ -73,16 +83,8 @@ const keyPrefix = 'k'
 // prefix. Redis allows longer keys; redraft refuses them with an error.
 const MaxKeyLen = bolt.MaxKeySize - 1
 
-// stored returns the bbolt key for key. It allocates: bbolt keeps the slices
-// it is given until the transaction ends.
-func stored(key []byte) []byte {
-	b := make([]byte, 1+len(key))
-	b[0] = keyPrefix
-	copy(b[1:], key)
-	return b
-}
-
-// lookupKey is the scratch-buffer variant of stored for reads.
+// lookupKey is key as stored, in a scratch buffer: the view copies keys it
+// keeps.
 func (c *Ctx) lookupKey(key []byte) []byte {
 	c.kbuf = append(append(c.kbuf[:0], keyPrefix), key...)
 	return c.kbuf
@@ -91,7 +93,7 @@ func (c *Ctx) lookupKey(key []byte) []byte {
 // lookup returns the live record for key, treating a passed deadline as
 // absence.
 func (c *Ctx) lookup(key []byte) (record, bool) {
-	v := c.keys().Get(c.lookupKey(key))
+	v := c.v.get(c.dbBucket(), c.lookupKey(key))
 	if v == nil {
 		return record{}, false
 	}
@@ -118,30 +120,28 @@ func (c *Ctx) lookupString(key []byte) (val []byte, found, wrongType bool) {
 // put stores a record, maintaining the scan and expiry indexes and the key
 // count. A stale (expired) previous record is replaced as if absent.
 func (c *Ctx) put(key []byte, typ byte, deadline int64, payload []byte) {
-	b := c.keys()
-	sk := stored(key)
-	old := b.Get(sk)
+	old := c.v.get(c.dbBucket(), c.lookupKey(key))
 	hadDeadline := false
 	if old != nil {
 		r, ok := decodeRecord(old)
 		hadDeadline = ok && r.deadline != 0
 		if hadDeadline && r.deadline != deadline {
-			must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
+			c.v.delete(bucketIDExpires, expiryKey(r.deadline, c.DB, key))
 		}
 	} else {
-		must(c.tx.Bucket(scanBuckets[c.DB]).Put(scanKey(key), nil))
-		c.addCount(1)
+		c.v.put(c.scanBucket(), scanKey(key), nil)
+		c.meta.keys[c.DB]++
 	}
 	if deadline != 0 {
-		must(c.tx.Bucket(bucketExpires).Put(expiryKey(deadline, c.DB, key), nil))
+		c.v.put(bucketIDExpires, expiryKey(deadline, c.DB, key), nil)
 	}
 	switch {
 	case deadline != 0 && !hadDeadline:
-		c.batch.expireDelta[c.DB]++
+		c.meta.expires[c.DB]++
 	case deadline == 0 && hadDeadline:
-		c.batch.expireDelta[c.DB]--
+		c.meta.expires[c.DB]--
 	}
-	must(b.Put(sk, encodeRecord(typ, deadline, payload)))
+	c.v.put(c.dbBucket(), c.lookupKey(key), encodeRecord(typ, deadline, payload))
 }
 
 // setDeadline changes a live key's deadline (0 removes it).
@@ -151,54 +151,23 @@ func (c *Ctx) setDeadline(key []byte, r record, deadline int64) {
 
 // del removes key, whether live or stale, and reports whether it was live.
 func (c *Ctx) del(key []byte) bool {
-	b := c.keys()
-	sk := stored(key)
-	old := b.Get(sk)
+	old := c.v.get(c.dbBucket(), c.lookupKey(key))
 	if old == nil {
 		return false
 	}
 	r, _ := decodeRecord(old)
 	live := r.deadline == 0 || r.deadline > c.Now
 	if r.deadline != 0 {
-		must(c.tx.Bucket(bucketExpires).Delete(expiryKey(r.deadline, c.DB, key)))
-		c.batch.expireDelta[c.DB]--
+		c.v.delete(bucketIDExpires, expiryKey(r.deadline, c.DB, key))
+		c.meta.expires[c.DB]--
 	}
-	must(c.tx.Bucket(scanBuckets[c.DB]).Delete(scanKey(key)))
-	must(b.Delete(sk))
-	c.addCount(-1)
+	c.v.delete(c.scanBucket(), scanKey(key))
+	c.v.delete(c.dbBucket(), c.lookupKey(key))
+	c.meta.keys[c.DB]--
 	return live
 }
 
-// batchState is what the entries of one ApplyBatch share: key-count deltas
-// are summed in memory and written once per batch, not once per key.
-type batchState struct {
-	countDelta  [Databases]int64 // keys stored
-	expireDelta [Databases]int64 // keys with a deadline (INFO keyspace's expires)
-}
-
-func (c *Ctx) addCount(d int64) { c.batch.countDelta[c.DB] += d }
-
-func (c *Ctx) count(db int) int64 {
-	n := int64(getU64(c.tx.Bucket(bucketMeta).Get(countKeys[db])))
-	if c.batch != nil {
-		n += c.batch.countDelta[db]
-	}
-	return n
-}
-
-// flushCounts writes the batch's key-count deltas.
-func (b *batchState) flushCounts(tx *bolt.Tx) {
-	m := tx.Bucket(bucketMeta)
-	add := func(key []byte, d int64) {
-		if d != 0 {
-			must(m.Put(key, putU64(uint64(int64(getU64(m.Get(key)))+d))))
-		}
-	}
-	for db := range b.countDelta {
-		add(countKeys[db], b.countDelta[db])
-		add(expireKeys[db], b.expireDelta[db])
-	}
-}
+func (c *Ctx) count(db int) int64 { return c.meta.keys[db] }
 
 // flush empties database db.
 func (c *Ctx) flush(db int) {
@@ -206,7 +175,7 @@ func (c *Ctx) flush(db int) {
 	c.DB = db
 	defer func() { c.DB = saved }()
 	var keys [][]byte
-	cur := c.keys().Cursor()
+	cur := c.v.cursor(c.dbBucket())
 	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
 		keys = append(keys, append([]byte(nil), k[1:]...))
 	}
@@ -220,8 +189,8 @@ func (c *Ctx) flush(db int) {
 func (c *Ctx) eachKey(pattern []byte, fn func(key []byte, r record) bool) {
 	prefix := literalPrefix(pattern)
 	all := len(pattern) == 1 && pattern[0] == '*'
-	cur := c.keys().Cursor()
-	start := stored(prefix)
+	cur := c.v.cursor(c.dbBucket())
+	start := append([]byte{keyPrefix}, prefix...)
 	for k, v := cur.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = cur.Next() {
 		k = k[1:]
 		r, ok := decodeRecord(v)
@@ -263,11 +232,9 @@ func expiryKey(deadline int64, db int, key []byte) []byte {
 // Expired lists up to max keys whose deadline is at or before now, grouped
 // by database: what the leader proposes to delete.
 func (f *FSM) Expired(now int64, max int) map[int][][]byte {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
 	out := map[int][][]byte{}
-	f.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketExpires).Cursor()
+	f.read(func(v *view, _ *meta) {
+		cur := v.cursor(bucketIDExpires)
 		n := 0
 		for k, _ := cur.First(); k != nil && n < max; k, _ = cur.Next() {
 			if int64(binary.BigEndian.Uint64(k[:8])) > now {
@@ -277,7 +244,6 @@ func (f *FSM) Expired(now int64, max int) map[int][][]byte {
 			out[db] = append(out[db], append([]byte(nil), k[9:]...))
 			n++
 		}
-		return nil
 	})
 	return out
 }

@@ -75,11 +75,11 @@ func TestPublishDoesNotGrowSnapshots(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Release()
-		var buf bytes.Buffer
-		if _, err := s.(*snapshot).tx.WriteTo(&buf); err != nil {
+		var sink memSink
+		if err := s.Persist(&sink); err != nil {
 			t.Fatal(err)
 		}
-		return buf.Len()
+		return sink.Len()
 	}
 	payload := bytes.Repeat([]byte("x"), 4096)
 	idx := uint64(1)

@@ -41,7 +41,7 @@ func (c *Ctx) scriptBody(sha []byte) []byte {
 	if len(sha) != 40 {
 		return nil
 	}
-	return c.tx.Bucket(bucketScripts).Get(bytes.ToLower(sha))
+	return c.v.get(bucketIDScripts, bytes.ToLower(sha))
 }
 
 // eval runs body with rest = numkeys key... arg..., checking numkeys as
@@ -78,7 +78,7 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 		case cmd.Flags&Write != 0 && (readOnly || !c.writable):
 			return AppendError(nil, "ERR Write commands are not allowed from read-only scripts.")
 		}
-		child := Ctx{tx: c.tx, DB: db, Now: c.Now, writable: c.writable && !readOnly, batch: c.batch, index: c.index}
+		child := Ctx{v: c.v, meta: c.meta, DB: db, Now: c.Now, writable: c.writable && !readOnly, index: c.index}
 		reply := child.run(cargs)
 		c.effects = append(c.effects, child.effects...)
 		return reply
@@ -88,9 +88,8 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 
 func (c *Ctx) storeScript(body []byte) string {
 	sha := lua.SHA1Hex(body)
-	b := c.tx.Bucket(bucketScripts)
-	if b.Get([]byte(sha)) == nil {
-		must(b.Put([]byte(sha), append([]byte(nil), body...)))
+	if c.v.get(bucketIDScripts, []byte(sha)) == nil {
+		c.v.put(bucketIDScripts, []byte(sha), append([]byte(nil), body...))
 	}
 	return sha
 }
@@ -132,9 +131,14 @@ func cmdScript(c *Ctx, args [][]byte) {
 			c.out = AppendError(c.out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option")
 			return
 		}
-		must(c.tx.DeleteBucket(bucketScripts))
-		_, err := c.tx.CreateBucket(bucketScripts)
-		must(err)
+		var shas [][]byte
+		cur := c.v.cursor(bucketIDScripts)
+		for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+			shas = append(shas, append([]byte(nil), k...))
+		}
+		for _, sha := range shas {
+			c.v.delete(bucketIDScripts, sha)
+		}
 		c.out = AppendStatus(c.out, "OK")
 	case "kill":
 		if arity(len(args) == 2) {
