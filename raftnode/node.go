@@ -54,6 +54,7 @@ type Config struct {
 	Reads             ReadMode
 	ElectionWait      time.Duration // how long commands wait for a leader
 	ElectionTimeout   time.Duration // Raft heartbeat and election timeout
+	CommitTimeout     time.Duration // Raft's CommitTimeout; 0 = 5 ms
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
@@ -94,6 +95,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if cfg.ElectionTimeout == 0 {
 		cfg.ElectionTimeout = 400 * time.Millisecond
+	}
+	if cfg.CommitTimeout == 0 {
+		cfg.CommitTimeout = 5 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -199,8 +203,9 @@ func (n *Node) start() error {
 	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
 	// Followers learn the commit index from the next AppendEntries; a short
 	// commit timeout bounds how long a follower's read barrier waits for it
-	// when the cluster is idle.
-	rc.CommitTimeout = 5 * time.Millisecond
+	// when the cluster is idle (the leader's nudges, nudge.go, cover the
+	// last write before a quiet gap).
+	rc.CommitTimeout = cfg.CommitTimeout
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
 	// The FSM is persistent and knows its applied index: raft must not
@@ -265,7 +270,8 @@ func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
 
 // watchLeadership runs while the node lives: on gaining leadership it
 // commits a barrier (so its commit index covers every earlier term) before
-// serving reads, and it runs the expiry sweeper while it leads.
+// serving reads, and it runs the expiry sweeper and the commit nudger
+// while it leads.
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
 	var sweeping chan struct{}
@@ -292,8 +298,9 @@ func (n *Node) watchLeadership() {
 			}
 			n.ready.Store(true)
 			sweeping = make(chan struct{})
-			n.wg.Add(1)
+			n.wg.Add(2)
 			go n.sweepExpired(sweeping)
+			go n.nudgeCommits(sweeping)
 		}
 	}
 }
