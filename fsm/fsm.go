@@ -286,7 +286,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 }
 
 // ApplyBatch implements raft.BatchingFSM: the entries apply to the active
-// layer in memory, one reply (RESP bytes) per entry; the flusher writes them
+// layer in memory, one reply (RESP bytes) per entry, or a slice of them for
+// a Run; the flusher writes them
 // to bbolt later (flush.go). A crash before that loses nothing: the file's
 // applied index says where the log must be replayed from.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
@@ -300,24 +301,32 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			continue // already in the file: a restart replays the log's tail
 		}
 		last = l.Index
-		var e Entry
+		var r Run
 		var err error
 		if l.Type == raft.LogCommand {
-			e, err = DecodeEntry(l.Data)
+			r, err = decodeLog(l.Data)
 		}
-		f.mu.Lock()
-		now := max(e.Now, f.state.now)
+		f.mu.Lock() // for the whole entry: a flush must not split a run
+		now := max(r.Now, f.state.now)
 		switch {
 		case l.Type != raft.LogCommand:
 		case err != nil:
 			out[i] = AppendError(nil, "ERR "+err.Error())
 		default:
 			v := f.view()
-			c := Ctx{v: &v, meta: &f.state, DB: e.DB, Now: now, writable: true, index: i}
-			out[i] = c.run(e.Args)
+			replies := make([][]byte, len(r.Cmds))
+			for k, args := range r.Cmds {
+				c := Ctx{v: &v, meta: &f.state, DB: r.DB, Now: now, writable: true, index: i}
+				replies[k] = c.run(args)
+				if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
+					effects = append(effects, c.effects...)
+				}
+			}
 			v.close()
-			if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
-				effects = append(effects, c.effects...)
+			if l.Data[0] == runVersion {
+				out[i] = replies
+			} else {
+				out[i] = replies[0]
 			}
 		}
 		f.state.index, f.state.now = l.Index, now

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -243,5 +244,38 @@ func TestSnapshotIsTheStateAtItsIndex(t *testing.T) {
 	}
 	if got := reply(f.Query(0, 1, cmd("get n"))); got != "$1\r\n2\r\n" {
 		t.Fatalf("live n = %q", got)
+	}
+}
+
+// A Run (one log entry holding a pipeline) applies exactly as the same
+// commands in consecutive entries: same replies, same state.
+func TestRunAppliesLikeSeparateEntries(t *testing.T) {
+	cmds := []string{"set a 1", "incr a", "lpush a x", "append a 0", "get a", "del a b", "publish ch m", "set b 2 px 100"}
+	now := int64(5_000)
+	single := open(t)
+	want := single.ApplyBatch(logOf(1, []int64{now}, cmds...))
+
+	run := Run{Now: now, DB: 0}
+	for _, c := range cmds {
+		run.Cmds = append(run.Cmds, cmd(c))
+	}
+	multi := open(t)
+	out := multi.ApplyBatch([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: run.Encode()}})
+	got, ok := out[0].([][]byte)
+	if !ok || len(got) != len(cmds) {
+		t.Fatalf("run reply %#v, want %d replies", out[0], len(cmds))
+	}
+	for i := range cmds {
+		if string(got[i]) != reply(want[i]) {
+			t.Errorf("%s: %q, want %q", cmds[i], got[i], want[i])
+		}
+	}
+	if digestOf(single) != digestOf(multi) {
+		t.Fatal("state differs")
+	}
+	// A truncated run is refused as a whole, as a malformed entry is.
+	bad := multi.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand, Data: run.Encode()[:20]}})
+	if r, ok := bad[0].([]byte); !ok || len(r) == 0 || r[0] != '-' {
+		t.Fatalf("truncated run: %#v", bad[0])
 	}
 }

@@ -122,6 +122,42 @@ func TestClusterWriteAnywhereReadEverywhere(t *testing.T) {
 	if want := strings.Repeat("0123456789", 10); get.Val() != want {
 		t.Fatalf("pipelined appends through a follower: %q", get.Val())
 	}
+	// Pipelines from clients in different databases, at once, through the
+	// follower and the leader: forwarded together and packed into runs
+	// (one log entry per database), each write lands in its own database.
+	var wg sync.WaitGroup
+	for db := 0; db < 4; db++ {
+		for _, node := range []int{leader, (leader + 1) % 3} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := redis.NewClient(&redis.Options{Addr: c.RESPAddr(node), DB: db, Protocol: 2})
+				defer r.Close()
+				pipe := r.Pipeline()
+				for i := 0; i < 50; i++ {
+					pipe.Set(ctx, fmt.Sprintf("n%d:k%d", node, i), fmt.Sprintf("db%d", db), 0)
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for db := 0; db < 4; db++ {
+		r := redis.NewClient(&redis.Options{Addr: c.RESPAddr((leader + 2) % 3), DB: db, Protocol: 2})
+		for _, node := range []int{leader, (leader + 1) % 3} {
+			for i := 0; i < 50; i += 7 {
+				if got, err := r.Get(ctx, fmt.Sprintf("n%d:k%d", node, i)).Result(); err != nil || got != fmt.Sprintf("db%d", db) {
+					t.Fatalf("db %d, key n%d:k%d: %q %v", db, node, i, got, err)
+				}
+			}
+		}
+		if n, err := r.DBSize(ctx).Result(); err != nil || n < 100 {
+			t.Fatalf("db %d holds %d keys: %v", db, n, err)
+		}
+		r.Close()
+	}
 	assertConverged(t, c)
 }
 
@@ -297,7 +333,9 @@ func TestClusterKillAllRestart(t *testing.T) {
 // A follower that was down while thousands of writes happened, and whose
 // missing log was compacted away, catches up through a snapshot.
 func TestClusterFollowerCatchesUpViaSnapshot(t *testing.T) {
-	c := startCluster(t, 3, "--snapshot-threshold", "256", "--trailing-logs", "64", "--snapshot-interval", "200ms", "--wal-segment-size", "262144")
+	// Pipelines of 100 SETs are one log entry each (fsm.Run): the 3,000
+	// writes below are ~30 entries, hence the small threshold.
+	c := startCluster(t, 3, "--snapshot-threshold", "8", "--trailing-logs", "4", "--snapshot-interval", "200ms", "--wal-segment-size", "262144")
 	leader, err := c.Leader(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
