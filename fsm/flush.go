@@ -21,8 +21,8 @@ import (
 // and flush in turn, which bounds memory when the disk is slower than the
 // log.
 const (
-	flushEntries  = 32768
-	flushBytes    = 16 << 20
+	flushEntries  = 16384
+	flushBytes    = 4 << 20
 	flushInterval = time.Second
 	hardFactor    = 4
 )

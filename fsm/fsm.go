@@ -112,7 +112,12 @@ func Open(path string) (*FSM, error) {
 }
 
 func openDB(path string) (*bolt.DB, error) {
-	opts := &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+	// A large initial mapping (address space, not memory) spares the file
+	// from being remapped as it grows: a remap waits for every read
+	// transaction to end, a snapshot streaming out holds one for seconds,
+	// and meanwhile every new transaction, the apply goroutine's too, waits
+	// behind the remap.
+	opts := &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30}
 	db, err := bolt.Open(path, 0o600, opts)
 	if err == nil {
 		if err = checkIfDirty(db); err == nil {

@@ -240,7 +240,7 @@ func (n *Node) start() error {
 	}
 	// The leader reads every entry back from the log store to replicate it;
 	// a cache of recent entries saves a disk read per entry per follower.
-	logs, err := raft.NewLogCache(4096, n.store)
+	logs, err := raft.NewLogCache(512, n.store)
 	if err != nil {
 		return err
 	}

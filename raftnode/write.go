@@ -68,7 +68,7 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 // grows without bound.
 const (
 	maxRunCommands = 1024
-	maxRunBytes    = 1 << 20
+	maxRunBytes    = 64 << 10
 )
 
 // applyLocal proposes entries on this node as leader, stamping them with
