@@ -15,51 +15,91 @@ type Entry struct {
 	Args [][]byte // Args[0] is the command name
 }
 
-const entryVersion = 1
+const (
+	entryVersion = 1 // an Entry
+	runVersion   = 2 // a Run
+)
 
 var errBadEntry = errors.New("fsm: malformed log entry")
 
-// Encode returns the entry's log representation:
-// version(1) now(8) db(1) argc(uvarint) { len(uvarint) bytes }*.
-func (e *Entry) Encode() []byte {
-	n := 1 + 8 + 1 + binary.MaxVarintLen64
-	for _, a := range e.Args {
+// Log entries share a header, version(1) now(8) db(1), then hold commands
+// as argc(uvarint) { len(uvarint) bytes }*: an Entry one command, a Run a
+// count(uvarint) and that many.
+
+func appendHeader(b []byte, version byte, now int64, db int) []byte {
+	b = append(b, version)
+	b = binary.BigEndian.AppendUint64(b, uint64(now))
+	return append(b, byte(db))
+}
+
+func argsLen(args [][]byte) int {
+	n := binary.MaxVarintLen64
+	for _, a := range args {
 		n += binary.MaxVarintLen64 + len(a)
 	}
-	b := make([]byte, 0, n)
-	b = append(b, entryVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Now))
-	b = append(b, byte(e.DB))
-	b = binary.AppendUvarint(b, uint64(len(e.Args)))
-	for _, a := range e.Args {
+	return n
+}
+
+func appendArgs(b []byte, args [][]byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(args)))
+	for _, a := range args {
 		b = binary.AppendUvarint(b, uint64(len(a)))
 		b = append(b, a...)
 	}
 	return b
 }
 
+// readHeader checks the version and returns the entry's time, database and
+// the rest of b.
+func readHeader(b []byte, version byte) (now int64, db int, rest []byte, err error) {
+	if len(b) < 10 || b[0] != version {
+		return 0, 0, nil, errBadEntry
+	}
+	return int64(binary.BigEndian.Uint64(b[1:9])), int(b[9]), b[10:], nil
+}
+
+// readCount reads a uvarint count of things that each take at least a byte.
+func readCount(b []byte) (int, []byte, error) {
+	c, n := binary.Uvarint(b)
+	if n <= 0 || c > uint64(len(b)) {
+		return 0, nil, errBadEntry
+	}
+	return int(c), b[n:], nil
+}
+
+// readArgs reads one command; its arguments alias b.
+func readArgs(b []byte) ([][]byte, []byte, error) {
+	argc, b, err := readCount(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	args := make([][]byte, argc)
+	for i := range args {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return nil, nil, errBadEntry
+		}
+		args[i] = b[n : n+int(l) : n+int(l)]
+		b = b[n+int(l):]
+	}
+	return args, b, nil
+}
+
+// Encode returns the entry's log representation.
+func (e *Entry) Encode() []byte {
+	b := make([]byte, 0, 10+argsLen(e.Args))
+	return appendArgs(appendHeader(b, entryVersion, e.Now, e.DB), e.Args)
+}
+
 // DecodeEntry parses an encoded entry. Args alias b.
 func DecodeEntry(b []byte) (Entry, error) {
 	var e Entry
-	if len(b) < 10 || b[0] != entryVersion {
-		return e, errBadEntry
+	var err error
+	if e.Now, e.DB, b, err = readHeader(b, entryVersion); err != nil {
+		return Entry{}, err
 	}
-	e.Now = int64(binary.BigEndian.Uint64(b[1:9]))
-	e.DB = int(b[9])
-	b = b[10:]
-	argc, n := binary.Uvarint(b)
-	if n <= 0 || argc > uint64(len(b)) {
-		return e, errBadEntry
-	}
-	b = b[n:]
-	e.Args = make([][]byte, argc)
-	for i := range e.Args {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return e, errBadEntry
-		}
-		e.Args[i] = b[n : n+int(l) : n+int(l)]
-		b = b[n+int(l):]
+	if e.Args, _, err = readArgs(b); err != nil {
+		return Entry{}, err
 	}
 	return e, nil
 }
@@ -75,29 +115,16 @@ type Run struct {
 	Cmds [][][]byte
 }
 
-const runVersion = 2
-
-// Encode returns the run's log representation:
-// version(1) now(8) db(1) cmds(uvarint) { argc(uvarint) { len(uvarint) bytes }* }*.
+// Encode returns the run's log representation.
 func (r *Run) Encode() []byte {
-	n := 1 + 8 + 1 + binary.MaxVarintLen64
+	n := 10 + binary.MaxVarintLen64
 	for _, args := range r.Cmds {
-		n += binary.MaxVarintLen64
-		for _, a := range args {
-			n += binary.MaxVarintLen64 + len(a)
-		}
+		n += argsLen(args)
 	}
-	b := make([]byte, 0, n)
-	b = append(b, runVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(r.Now))
-	b = append(b, byte(r.DB))
+	b := appendHeader(make([]byte, 0, n), runVersion, r.Now, r.DB)
 	b = binary.AppendUvarint(b, uint64(len(r.Cmds)))
 	for _, args := range r.Cmds {
-		b = binary.AppendUvarint(b, uint64(len(args)))
-		for _, a := range args {
-			b = binary.AppendUvarint(b, uint64(len(a)))
-			b = append(b, a...)
-		}
+		b = appendArgs(b, args)
 	}
 	return b
 }
@@ -108,35 +135,19 @@ func decodeLog(b []byte) (Run, error) {
 		e, err := DecodeEntry(b)
 		return Run{Now: e.Now, DB: e.DB, Cmds: [][][]byte{e.Args}}, err
 	}
-	var r Run
-	if len(b) < 10 || b[0] != runVersion {
-		return r, errBadEntry
+	now, db, b, err := readHeader(b, runVersion)
+	if err != nil {
+		return Run{}, err
 	}
-	r.Now = int64(binary.BigEndian.Uint64(b[1:9]))
-	r.DB = int(b[9])
-	b = b[10:]
-	count, n := binary.Uvarint(b)
-	if n <= 0 || count > uint64(len(b)) {
-		return r, errBadEntry
+	count, b, err := readCount(b)
+	if err != nil {
+		return Run{}, err
 	}
-	b = b[n:]
-	r.Cmds = make([][][]byte, count)
+	r := Run{Now: now, DB: db, Cmds: make([][][]byte, count)}
 	for i := range r.Cmds {
-		argc, n := binary.Uvarint(b)
-		if n <= 0 || argc > uint64(len(b)) {
-			return r, errBadEntry
+		if r.Cmds[i], b, err = readArgs(b); err != nil {
+			return Run{}, err
 		}
-		b = b[n:]
-		args := make([][]byte, argc)
-		for j := range args {
-			l, n := binary.Uvarint(b)
-			if n <= 0 || l > uint64(len(b)-n) {
-				return r, errBadEntry
-			}
-			args[j] = b[n : n+int(l) : n+int(l)]
-			b = b[n+int(l):]
-		}
-		r.Cmds[i] = args
 	}
 	return r, nil
 }
