@@ -321,7 +321,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			v := f.view()
 			replies := make([][]byte, len(r.Cmds))
 			for k, args := range r.Cmds {
-				c := Ctx{v: &v, meta: &f.state, DB: r.DB, Now: now, writable: true, index: i}
+				c := Ctx{v: &v, meta: &f.state, DB: r.DB, Now: now, writable: true}
 				replies[k] = c.run(args)
 				if l.Index > f.quiet.Load() { // not a restart's replay: see QuietThrough
 					effects = append(effects, c.effects...)
@@ -345,7 +345,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	// anyway; stale reads would not.
 	f.advance(last)
 	for _, e := range effects {
-		e.deliver(f, out)
+		e.deliver(f)
 	}
 	return out
 }

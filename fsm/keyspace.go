@@ -60,7 +60,6 @@ type Ctx struct {
 	writable bool
 	out      []byte
 	effects  []effect
-	index    int // position of the entry in its batch, for effects
 	kbuf     []byte
 }
 

@@ -60,13 +60,6 @@ type layer struct {
 	sorted  [numBuckets][]string // keys in order, rebuilt when a key is added
 	n       int                  // slots
 	bytes   int                  // approximate memory held
-
-	// The state the layer brings bbolt to, written with it: set when the
-	// layer is frozen.
-	index   uint64
-	now     int64
-	keys    [Databases]int64
-	expires [Databases]int64
 }
 
 func newLayer() *layer { return &layer{} }

@@ -12,7 +12,7 @@ package fsm
 // own (see respserver). A constant here keeps replies — and scripts that
 // look at them — identical on every node.
 func cmdPublish(c *Ctx, args [][]byte) {
-	c.effects = append(c.effects, effect{index: c.index, channel: args[1], message: args[2]})
+	c.effects = append(c.effects, effect{channel: args[1], message: args[2]})
 	c.out = AppendInt(c.out, 0)
 }
 

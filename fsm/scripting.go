@@ -78,7 +78,7 @@ func (c *Ctx) eval(body []byte, rest [][]byte, readOnly, cache bool) {
 		case cmd.Flags&Write != 0 && (readOnly || !c.writable):
 			return AppendError(nil, "ERR Write commands are not allowed from read-only scripts.")
 		}
-		child := Ctx{v: c.v, meta: c.meta, DB: db, Now: c.Now, writable: c.writable && !readOnly, index: c.index}
+		child := Ctx{v: c.v, meta: c.meta, DB: db, Now: c.Now, writable: c.writable && !readOnly}
 		reply := child.run(cargs)
 		c.effects = append(c.effects, child.effects...)
 		return reply
