@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -296,11 +298,7 @@ func CheckLinearizable(kind ModelKind, ops []Op, timeout time.Duration) LinRepor
 	for _, op := range ops {
 		byKey[op.Key] = append(byKey[op.Key], op)
 	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(byKey))
 	rep.Keys = len(keys)
 	model := modelOf(kind)
 	all, _ := linOps(kind, ops)
@@ -510,11 +508,7 @@ func CheckDurability(ops []Op, final map[string]FinalValue) []Violation {
 			k.incrs = append(k.incrs, op)
 		}
 	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(byKey))
 	var out []Violation
 	for _, key := range keys {
 		fv, ok := final[key]

@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 )
@@ -103,11 +105,7 @@ func CheckLocks(ops []Op) LockReport {
 			byKey[op.Key] = append(byKey[op.Key], op)
 		}
 	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(byKey))
 	rep.Keys = len(keys)
 	for _, k := range keys {
 		checkLockKey(&rep, k, byKey[k])
