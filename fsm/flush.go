@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,7 +30,7 @@ const (
 
 func (f *FSM) flushLoop() {
 	defer close(f.stopped)
-	t := time.NewTicker(flushInterval)
+	t := time.NewTimer(flushInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -39,6 +40,8 @@ func (f *FSM) flushLoop() {
 		case <-t.C:
 		}
 		f.flush()
+		// Jittered like the size limits (newLayer), so nodes drift apart.
+		t.Reset(time.Duration((0.5 + rand.Float64()/2) * float64(flushInterval)))
 	}
 }
 
@@ -92,7 +95,8 @@ func (f *FSM) write(l *layer, st meta) {
 // maybeFlush starts a flush when the active layer is big enough.
 func (f *FSM) maybeFlush() {
 	f.mu.RLock()
-	full := f.active.n >= flushEntries || f.active.bytes >= flushBytes
+	l := f.active
+	full := float64(l.n) >= l.scale*flushEntries || float64(l.bytes) >= l.scale*flushBytes
 	f.mu.RUnlock()
 	if full {
 		select {

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 
@@ -60,9 +61,14 @@ type layer struct {
 	sorted  [numBuckets][]string // keys in order, rebuilt when a key is added
 	n       int                  // slots
 	bytes   int                  // approximate memory held
+	scale   float64              // this layer's share of the flush limits, see newLayer
 }
 
-func newLayer() *layer { return &layer{} }
+// newLayer starts an empty layer. Its flush limits are scaled by a random
+// factor in [0.5, 1): every node applies the same entries at nearly the
+// same moment, so equal limits would make all of them flush at once, and
+// a commit needs two of three nodes that are not all busy flushing.
+func newLayer() *layer { return &layer{scale: 0.5 + rand.Float64()/2} }
 
 func (l *layer) get(b bucketID, key []byte) (slot, bool) {
 	m := l.buckets[b]
