@@ -71,6 +71,7 @@ type Node struct {
 	mux   *mux
 	pool  *pool
 	fwd   *forwarder
+	prop  *proposer
 
 	leaderReads   *batcher // read-index rounds served as leader
 	followerReads *batcher // read-index rounds fetched from the leader
@@ -80,6 +81,7 @@ type Node struct {
 	respAddrs sync.Map     // raft address -> cachedAddr: peers' client addresses
 
 	stop     chan struct{}
+	raftDown chan struct{} // closed once raft has shut down: see await
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
@@ -105,8 +107,9 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{}), raftDown: make(chan struct{})}
 	n.fwd = &forwarder{n: n}
+	n.prop = &proposer{n: n, limit: maxProposalsInFlight}
 	n.leaderReads = newBatcher(n.leaderReadIndex)
 	n.followerReads = newBatcher(n.remoteReadIndex)
 
@@ -312,7 +315,27 @@ func (n *Node) watchLeadership() {
 // commit index that ends in one, and read barriers would wait for it.
 func (n *Node) commitNoop() error {
 	e := fsm.Entry{Now: n.now(), Args: [][]byte{[]byte("redraft.noop")}}
-	return n.raft.Apply(e.Encode(), n.cfg.ElectionWait).Error()
+	return n.await(n.raft.Apply(e.Encode(), n.cfg.ElectionWait))
+}
+
+// errStopped answers a write whose future raft left unanswered at shutdown.
+var errStopped = errors.New("node stopped")
+
+// await waits for f. Raft answers every future it has taken in, but not
+// one still in its queue, or committed and not yet applied, when it shuts
+// down: waiting on that one would never end, and Close would wait for the
+// waiter. So await gives up once raft is down; whether the entry made it
+// into the log is then unknown. It costs a goroutine, so the hot path
+// (the proposer) waits on futures itself and only its callers use raftDown.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.raftDown:
+		return errStopped
+	}
 }
 
 // IsLeader reports whether this node is the leader and serving.
@@ -357,6 +380,7 @@ func (n *Node) Close() error {
 		}
 		close(n.stop)
 		err = n.raft.Shutdown().Error()
+		close(n.raftDown)
 		n.wg.Wait()
 		n.mux.close()
 		n.pool.close()

@@ -51,7 +51,7 @@ func (n *Node) nudgeCommits(stop chan struct{}) {
 			noop.Now = n.now()
 			f := n.raft.Apply(noop.Encode(), n.cfg.ElectionWait)
 			switch {
-			case f.Error() != nil:
+			case n.await(f) != nil:
 				// Leadership lost or moving, or shutting down: stop
 				// arrives by itself. Do not retry this point; a
 				// leader that stays retries at the next one.

@@ -2,10 +2,7 @@ package raftnode
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/redraft/redraft/fsm"
 )
@@ -64,80 +61,12 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 	return replies
 }
 
-// Limits on a Run: long pipelines become several log entries, so no entry
-// grows without bound.
-const (
-	maxRunCommands = 1024
-	maxRunBytes    = 64 << 10
-)
-
-// applyLocal proposes entries on this node as leader, stamping them with
-// the leader's clock. Consecutive entries in one database (a client's
-// pipeline, or the writes a follower forwarded together) go as one log
-// entry, an fsm.Run: raft's cost is per entry. It returns replies for a
-// prefix of entries; the ones after that prefix were certainly not applied
-// (this node is not, or no longer, the leader).
+// applyLocal proposes entries on this node as leader, through the
+// proposer that packs concurrent writes into shared log entries. It returns
+// replies for a prefix of entries; the ones after that prefix were
+// certainly not applied (this node is not, or no longer, the leader).
 func (n *Node) applyLocal(entries []fsm.Entry) [][]byte {
-	type proposal struct {
-		future raft.ApplyFuture
-		count  int
-	}
-	var proposals []proposal
-	for i := 0; i < len(entries); {
-		j, size := i+1, argsSize(entries[i].Args)
-		for j < len(entries) && entries[j].DB == entries[i].DB && j-i < maxRunCommands && size < maxRunBytes {
-			size += argsSize(entries[j].Args)
-			j++
-		}
-		var data []byte
-		if j-i == 1 {
-			e := entries[i]
-			e.Now = n.now()
-			data = e.Encode()
-		} else {
-			r := fsm.Run{Now: n.now(), DB: entries[i].DB, Cmds: make([][][]byte, 0, j-i)}
-			for _, e := range entries[i:j] {
-				r.Cmds = append(r.Cmds, e.Args)
-			}
-			data = r.Encode()
-		}
-		proposals = append(proposals, proposal{n.raft.Apply(data, n.cfg.ElectionWait), j - i})
-		i = j
-	}
-	replies := make([][]byte, 0, len(entries))
-	for _, p := range proposals {
-		err := p.future.Error()
-		switch {
-		case err == nil:
-			var got [][]byte
-			switch r := p.future.Response().(type) {
-			case []byte:
-				got = [][]byte{r}
-			case [][]byte:
-				got = r
-			}
-			for len(got) < p.count { // never expected; but never retry an applied entry
-				got = append(got, []byte(ReplyUncertain))
-			}
-			replies = append(replies, got[:p.count]...)
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown) && len(replies) == 0:
-			return replies
-		default:
-			// Appended to our log but not known to be committed: ErrLeadershipLost.
-			for k := 0; k < p.count; k++ {
-				replies = append(replies, []byte(ReplyUncertain))
-			}
-		}
-	}
-	return replies
-}
-
-func argsSize(args [][]byte) int {
-	n := 0
-	for _, a := range args {
-		n += len(a)
-	}
-	return n
+	return n.prop.propose(entries)
 }
 
 // sweepExpired proposes the deletion of keys past their deadline while this
