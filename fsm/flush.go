@@ -24,11 +24,13 @@ import (
 //
 // Bigger, rarer flushes cost less per entry: random keys dirty most leaf
 // pages whatever the flush's size, and a commit rewrites every dirty page.
-// From 16k entries / 4 MiB / 1 s to these, -P 16 SETs took 15 % less CPU
-// across the cluster (docs/benchmarks.md).
+// From 16k entries / 1 s to these, -P 16 SETs took 15 % less CPU across the
+// cluster. flushBytes stays small: with GOGC=400 (cmd/redraft) every byte
+// a layer holds costs up to five in RSS, and 16 MiB took a node with 100k
+// 1 KB values from ~230 to ~350 MB.
 const (
 	flushEntries  = 65536
-	flushBytes    = 16 << 20
+	flushBytes    = 4 << 20
 	flushInterval = 2 * time.Second
 	hardFactor    = 4
 )

@@ -6,7 +6,7 @@
 # bench-results/latest.md (docs/benchmarks.md quotes it).
 #
 # BENCH_N (requests per run, default 100000) and BENCH_TESTS narrow a run;
-# BENCH_QUICK=1 skips the memory and failover sections.
+# BENCH_QUICK=1 skips the memory, pub/sub latency and failover sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./bin/redraft}
@@ -51,6 +51,25 @@ done
 [ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
 follower=$(( leader % 3 + 1 ))
 echo "redis durable :$rd_durable  redis in-memory :$rd_mem  redraft leader n$leader :${port[$leader]}  follower n$follower :${port[$follower]}"
+
+if [ "${BENCH_QUICK:-}" != 1 ]; then
+  # --- memory: 100k keys of 1 KB, on the fresh cluster ----------------------------------
+  # Measured first, so the figure is what such a node holds, not what the
+  # throughput runs left behind; the keys are then flushed.
+  fill() { seq 0 99999 | awk -v v="$(head -c 1024 /dev/zero | tr '\0' x)" '{printf "SET key:%d %s\r\n", $1, v}' | redis-cli -p "$1" --pipe >/dev/null; }
+  rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
+  fill "${port[$leader]}"; fill "$rd_mem"
+  for _ in $(seq 100); do
+    a=$(redis-cli -p "${port[$follower]}" dbsize); [ "$a" = 100000 ] && break; sleep 0.1
+  done
+  {
+    echo "| process | keys | RSS MB |"
+    echo "| --- | --- | --- |"
+    for i in 1 2 3; do echo "| redraft n$i | $(redis-cli -p "${port[$i]}" dbsize) | $(( $(rss_kb "${redraft_pid[$i]}") / 1024 )) |"; done
+    echo "| redis-server (in-memory) | $(redis-cli -p "$rd_mem" dbsize) | $(( $(rss_kb "$(pgrep -f "redis-server 127.0.0.1:$rd_mem")") / 1024 )) |"
+  } > "$out/memory.md"
+  redis-cli -p "${port[$leader]}" flushall >/dev/null; redis-cli -p "$rd_mem" flushall >/dev/null
+fi
 
 # --- throughput -----------------------------------------------------------------
 # bench PORT TEST PIPELINE -> "rps p50 p99"
@@ -110,20 +129,26 @@ field() { echo "$1" | awk -v f="$2" '{print $f}'; }
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then cat "$out/throughput.md"; exit 0; fi
 
-# --- memory: 100k keys of 1 KB ---------------------------------------------------------
-fill() { seq 0 99999 | awk -v v="$(head -c 1024 /dev/zero | tr '\0' x)" '{printf "SET key:%d %s\r\n", $1, v}' | redis-cli -p "$1" --pipe >/dev/null; }
-rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
-redis-cli -p "${port[$leader]}" flushall >/dev/null; redis-cli -p "$rd_mem" flushall >/dev/null
-fill "${port[$leader]}"; fill "$rd_mem"
-for _ in $(seq 100); do
-  a=$(redis-cli -p "${port[$follower]}" dbsize); [ "$a" = 100000 ] && break; sleep 0.1
-done
+# --- pub/sub: publish-to-delivery latency across nodes -----------------------------------
+# 100 subscribers spread over the three nodes, 1,000 messages/s published on
+# random nodes (open loop); redraft-bench checks nothing is lost, duplicated
+# or reordered. Against redis-server (one node) with the same tool for scale.
+go build -o "$work/redraft-bench" ./cmd/redraft-bench
+addrs="127.0.0.1:${port[1]},127.0.0.1:${port[2]},127.0.0.1:${port[3]}"
 {
-  echo "| process | keys | RSS MB |"
-  echo "| --- | --- | --- |"
-  for i in 1 2 3; do echo "| redraft n$i | $(redis-cli -p "${port[$i]}" dbsize) | $(( $(rss_kb "${redraft_pid[$i]}") / 1024 )) |"; done
-  echo "| redis-server (in-memory) | $(redis-cli -p "$rd_mem" dbsize) | $(( $(rss_kb "$(pgrep -f "redis-server 127.0.0.1:$rd_mem")") / 1024 )) |"
-} > "$out/memory.md"
+  echo "| target | publish-to-delivery p50 / p99 ms | PUBLISH round trip p50 / p99 ms | lost / duplicated / out of order |"
+  echo "| --- | --- | --- | --- |"
+  for tg in redraft redis; do
+    a=$addrs; [ $tg = redis ] && a="127.0.0.1:$rd_mem"
+    "$work/redraft-bench" pubsub --addrs "$a" --subscribers 100 --rate 1000 --duration 10s --json >"$work/pubsub-$tg.json"
+    python3 - "$tg" "$work/pubsub-$tg.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[2]))
+l, a = r["latency_us"], r["publish_ack_us"]
+print(f"| {sys.argv[1]} | {l['P50']/1000:.2f} / {l['P99']/1000:.2f} | {a['P50']/1000:.2f} / {a['P99']/1000:.2f} | {r['lost']} / {r['duplicates']} / {r['out_of_order']} |")
+PY
+  done
+} > "$out/pubsub.md"
 
 # --- failover: kill -9 the leader, time to the first acknowledged write ------------------------
 failover_ms=()
@@ -154,5 +179,5 @@ echo "failover (kill -9 leader -> first OK write on a survivor), ms: $sorted; me
 {
   echo "## $(date -u +%Y-%m-%dT%H:%MZ) — $(nproc) cores, N=$N, -c $C"
   echo
-  cat "$out/throughput.md"; echo; cat "$out/memory.md"; echo; cat "$out/failover.md"
+  cat "$out/throughput.md"; echo; cat "$out/pubsub.md"; echo; cat "$out/memory.md"; echo; cat "$out/failover.md"
 } | tee "$out/latest.md"
