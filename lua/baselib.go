@@ -40,6 +40,21 @@ func (e *engine) openBase(G *glua.LTable) {
 	}, e.L.NewFunction(e.bNext)))
 }
 
+// typeNames are type()'s results, boxed once.
+var typeNames = func() (t [glua.LTChannel + 1]glua.LValue) {
+	for i := range t {
+		t[i] = glua.LString(glua.LValueType(i).String())
+	}
+	return t
+}()
+
+// bType is gopher-lua's type() (same check, same names) without boxing the
+// name anew on every call: scripts call it in their inner loops.
+func bType(L *glua.LState) int {
+	L.Push(typeNames[L.CheckAny(1).Type()])
+	return 1
+}
+
 var gcOptions = []string{"stop", "restart", "collect", "count", "step", "setpause", "setstepmul"}
 
 // bCollectGarbage reports the deterministic allocation count instead of the

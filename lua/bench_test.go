@@ -61,3 +61,39 @@ func BenchmarkStepRate(b *testing.B) {
 		Eval(body, nil, nil, nil, Limits{})
 	}
 }
+
+// benchRMWScript is EVAL_RMW of scripts/bench.sh, verbatim: keep the two in
+// step so this benchmark measures what the cluster benchmark sends.
+const benchRMWScript = `local v = redis.call('GET', KEYS[1])
+local doc
+if v then doc = cjson.decode(v) else
+  doc = {name = KEYS[1], items = {}, meta = {created = ARGV[1]}}
+  for i = 1, 20 do doc.items[i] = {id = i, label = 'item ' .. i, value = i * 1.5} end
+end
+doc.meta.updated = ARGV[1]
+doc.meta.count = (doc.meta.count or 0) + 1
+redis.call('SET', KEYS[1], cjson.encode(doc))
+return doc.meta.count`
+
+// BenchmarkEvalBenchRMW runs benchRMWScript against the ~1 KB document its
+// own first run creates (bench.sh's steady state: -r 1000 keys, each
+// updated many times).
+func BenchmarkEvalBenchRMW(b *testing.B) {
+	f := newFakeStore()
+	body := []byte(benchRMWScript)
+	keys := [][]byte{[]byte("doc:000000000042")}
+	args := [][]byte{[]byte("2026-11-21T00:00:00Z")}
+	if out := Eval(body, keys, args, f.callNoLog, Limits{}); string(out) != ":1\r\n" {
+		b.Fatalf("%q", out)
+	}
+	doc := f.data[string(keys[0])]
+	b.ReportAllocs()
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		f.data[string(keys[0])] = doc
+		out := Eval(body, keys, args, f.callNoLog, Limits{})
+		if string(out) != ":2\r\n" {
+			b.Fatalf("%q", out)
+		}
+	}
+}

@@ -145,16 +145,36 @@ type jsonEncoder struct {
 	cfg     *cjsonCfg
 	b       []byte
 	charged int
+	keys    []glua.LValue // the key orders of the tables being written
 }
+
+// maxKeptEncBuf bounds the output buffer an engine keeps between calls.
+const maxKeptEncBuf = 64 << 10
 
 func (e *engine) cjEncode(L *glua.LState) int {
 	if L.GetTop() != 1 {
 		argError(L, 1, "expected 1 argument")
 	}
-	enc := &jsonEncoder{e: e, L: L, cfg: e.run.cjson(), b: make([]byte, 0, 256)}
+	// The output is copied into a Lua string, so the buffer can be the
+	// engine's, reused from call to call (encoding never runs Lua code,
+	// so it cannot re-enter).
+	b := e.encBuf
+	if b == nil {
+		b = make([]byte, 0, 256)
+	}
+	e.encBuf = nil // taken; an error leaves it to the garbage collector
+	enc := &jsonEncoder{e: e, L: L, cfg: e.run.cjson(), b: b[:0], keys: e.encKeys[:0]}
+	e.encKeys = nil
 	enc.value(L.Get(1), 0)
 	e.run.chargeL(L, int64(len(enc.b)-enc.charged))
 	L.Push(glua.LString(enc.b))
+	if cap(enc.b) <= maxKeptEncBuf {
+		e.encBuf = enc.b[:0]
+	}
+	if cap(enc.keys) <= maxKeptStack {
+		clear(enc.keys[:cap(enc.keys)]) // hold no values between calls
+		e.encKeys = enc.keys[:0]
+	}
 	return 1
 }
 
@@ -226,7 +246,16 @@ func (enc *jsonEncoder) number(v glua.LNumber) {
 // table writes an array when the keys are exactly positive integers (and
 // not excessively sparse), an object otherwise.
 func (enc *jsonEncoder) table(t *glua.LTable, depth int) {
+	// keys live on enc.keys above the enclosing tables' keys, and are
+	// popped on return; nested tables may move enc.keys, not keys.
 	var keys []glua.LValue
+	haveKeys := false
+	base := len(enc.keys)
+	defer func() { enc.keys = enc.keys[:base] }()
+	order := func() {
+		enc.keys = enc.e.appendTableOrder(enc.keys, t)
+		keys, haveKeys = enc.keys[base:], true
+	}
 	max, items, isArray := 0, 0, true
 	if len(tableKeys0(t)) == 0 {
 		// Only an array part: keys 1..Len() with possible holes.
@@ -237,7 +266,7 @@ func (enc *jsonEncoder) table(t *glua.LTable, depth int) {
 			}
 		}
 	} else {
-		keys = enc.e.tableOrder(t)
+		order()
 		for _, k := range keys {
 			n, ok := k.(glua.LNumber)
 			if !ok || n == 0 || float64(n) != math.Floor(float64(n)) || n < 1 {
@@ -268,8 +297,8 @@ func (enc *jsonEncoder) table(t *glua.LTable, depth int) {
 		enc.b = append(enc.b, ']')
 		return
 	}
-	if keys == nil {
-		keys = enc.e.tableOrder(t)
+	if !haveKeys {
+		order()
 	}
 	enc.b = append(enc.b, '{')
 	for i, k := range keys {

@@ -65,6 +65,12 @@ type jsonParser struct {
 	ptr   int
 	depth int
 	steps int64
+
+	// Members of the objects and arrays being parsed (see object); the
+	// backing arrays are the engine's, reused from call to call.
+	keys  []string
+	vals  []glua.LValue
+	arena arena
 }
 
 func (p *jsonParser) at(i int) byte {
@@ -87,7 +93,14 @@ func (e *engine) cjDecode(L *glua.LState) int {
 	}
 	r := e.run
 	r.chargeL(L, int64(len(s)))
-	p := &jsonParser{e: e, L: L, cfg: r.cjson(), data: s}
+	p := &jsonParser{e: e, L: L, cfg: r.cjson(), data: s, keys: e.jsonKeys, vals: e.jsonVals}
+	e.jsonKeys, e.jsonVals = nil, nil // taken until release
+	defer p.release()
+	// Estimates (quotes and brackets inside strings count too) to size the
+	// arena's first chunks. Keys are mostly boxed by shape templates (see
+	// buildRecord), so strings directly followed by ':' are not counted.
+	p.arena.wantStrs = strings.Count(s, `"`)/2 - strings.Count(s, `":`)
+	p.arena.wantTabs = strings.Count(s, "{") + strings.Count(s, "[")
 	var tok jsonToken
 	p.next(&tok)
 	v := p.value(&tok)
@@ -183,8 +196,25 @@ func (p *jsonParser) invalidNumber() bool {
 	return hasPrefixFold(rest, "inf") || hasPrefixFold(rest, "nan")
 }
 
+// numberBytes are the bytes a strtod match can contain (digits, hex
+// digits, signs, '.', exponents, "inf", "nan(chars)").
+var numberBytes = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = b >= '0' && b <= '9' || b|0x20 >= 'a' && b|0x20 <= 'z' || strings.IndexByte(".+-()_", b) >= 0
+	}
+	return t
+}()
+
 func (p *jsonParser) numberToken(tok *jsonToken) {
-	v, n := strtod(p.data[p.ptr:])
+	// Bound strtod's input to the bytes its match can span: it looks for
+	// a NUL in all of its input first, which would otherwise be the rest
+	// of the document for every number.
+	end := p.ptr
+	for end < len(p.data) && numberBytes[p.data[end]] {
+		end++
+	}
+	v, n := strtod(p.data[p.ptr:end])
 	if n == 0 {
 		p.tokenError(tok, "invalid number")
 		return
@@ -313,9 +343,9 @@ func (p *jsonParser) descend() {
 func (p *jsonParser) value(tok *jsonToken) glua.LValue {
 	switch tok.typ {
 	case tString:
-		return glua.LString(tok.str)
+		return p.arena.str(tok.str)
 	case tNumber:
-		return glua.LNumber(tok.num)
+		return p.arena.num(tok.num)
 	case tBoolean:
 		return glua.LBool(tok.bool)
 	case tNull:
@@ -329,12 +359,13 @@ func (p *jsonParser) value(tok *jsonToken) glua.LValue {
 	return nil
 }
 
-// object and array collect their members first so the table is created
-// with its final size (gopher-lua otherwise preallocates 32 hash slots).
+// object and array collect their members on the parser's stacks first, so
+// that each table is built in one go at its final size (see buildRecord).
+// Nested values push above the enclosing ones and are popped before the
+// enclosing table is built.
 func (p *jsonParser) object() glua.LValue {
 	p.descend()
-	var keys []string
-	var vals []glua.LValue
+	kbase, vbase := len(p.keys), len(p.vals)
 	var tok jsonToken
 	p.next(&tok)
 	if tok.typ != tObjEnd {
@@ -348,8 +379,9 @@ func (p *jsonParser) object() glua.LValue {
 				p.fail("colon", &tok)
 			}
 			p.next(&tok)
-			keys = append(keys, key)
-			vals = append(vals, p.value(&tok))
+			v := p.value(&tok)
+			p.keys = append(p.keys, key)
+			p.vals = append(p.vals, v)
 			p.e.run.chargeL(p.L, hashCost)
 			p.next(&tok)
 			if tok.typ == tObjEnd {
@@ -362,21 +394,20 @@ func (p *jsonParser) object() glua.LValue {
 		}
 	}
 	p.depth--
-	t := p.L.CreateTable(0, len(keys))
-	for i, k := range keys {
-		t.RawSetString(k, vals[i])
-	}
+	t := p.e.buildRecord(p.L, &p.arena, p.keys[kbase:], p.vals[vbase:])
+	p.pop(kbase, vbase)
 	return t
 }
 
 func (p *jsonParser) array() glua.LValue {
 	p.descend()
-	var vals []glua.LValue
+	base := len(p.vals)
 	var tok jsonToken
 	p.next(&tok)
 	if tok.typ != tArrEnd {
 		for {
-			vals = append(vals, p.value(&tok))
+			v := p.value(&tok)
+			p.vals = append(p.vals, v)
 			p.e.run.chargeL(p.L, slotCost)
 			p.next(&tok)
 			if tok.typ == tArrEnd {
@@ -389,9 +420,29 @@ func (p *jsonParser) array() glua.LValue {
 		}
 	}
 	p.depth--
-	t := p.L.CreateTable(len(vals), 0)
-	for i, v := range vals {
-		t.RawSetInt(i+1, v)
-	}
+	t := buildArray(p.L, &p.arena, p.vals[base:])
+	p.pop(len(p.keys), base)
 	return t
+}
+
+// pop truncates the stacks to nkeys keys and nvals values.
+func (p *jsonParser) pop(nkeys, nvals int) {
+	clear(p.vals[nvals:]) // the stacks outlive the run: hold no values
+	p.vals = p.vals[:nvals]
+	p.keys = p.keys[:nkeys]
+}
+
+// maxKeptStack bounds the stacks an engine keeps between decodes.
+const maxKeptStack = 4096
+
+// release hands the (empty) stacks back to the engine. After an error they
+// still hold the members of the tables being built: drop those first.
+func (p *jsonParser) release() {
+	clear(p.keys)
+	clear(p.vals)
+	if cap(p.vals) <= maxKeptStack && cap(p.keys) <= maxKeptStack {
+		p.e.jsonKeys, p.e.jsonVals = p.keys[:0], p.vals[:0]
+	} else {
+		p.e.jsonKeys, p.e.jsonVals = nil, nil
+	}
 }

@@ -13,6 +13,14 @@ var nestedSetScript = readScript("testdata/nodered_context_set.lua")
 
 var nestedDeleteScript = readScript("testdata/nodered_context_delete.lua")
 
+// shapeProbe reads what the engine's scratch state and shape cache could
+// disturb (see TestNoLeakBetweenRuns).
+const shapeProbe = `local t = cjson.decode('[{"r":1,"q":2},{"q":1,"r":2},{"q":1,"r":2,"s":[1,{"a":"b"}]}]')
+local out = {cjson.encode(t)}
+for w in string.gmatch('x.y.z', '[^.]+') do out[#out + 1] = w .. tostring(string.find(w, '%a')) end
+for k in pairs(t[3]) do out[#out + 1] = k end
+return out`
+
 // readScript loads a script body; the trailing newline of the file is not
 // part of it.
 func readScript(path string) string {
@@ -440,4 +448,17 @@ return 1`},
 	{script: nestedDeleteScript, keys: []string{ctxKey}, args: []string{"settings"}, setup: setCtx(ctxDoc), after: []string{ctxKey}},
 	{script: nestedDeleteScript, keys: []string{ctxKey}, args: []string{"nope.x"}, setup: setCtx(ctxDoc), after: []string{ctxKey}},
 	{script: nestedDeleteScript, keys: []string{ctxKey}, args: []string{"a"}, setup: setCtx(`{"a":1,"b":2,"c":3,"d":4}`), after: []string{ctxKey}},
+	// --- scripts/bench.sh's read-modify-write: creating the document, then
+	// updating one that real Redis wrote (objects of one shape repeated).
+	{script: benchRMWScript, keys: []string{"doc:1"}, args: []string{"2026-11-21T00:00:00Z"}, after: []string{"doc:1"}},
+	{script: benchRMWScript, keys: []string{"doc:1"}, args: []string{"2026-11-22T00:00:00Z"}, setup: [][]string{{"EVAL", benchRMWScript, "1", "doc:1", "x"}}, after: []string{"doc:1"}},
+	// --- repeated, reordered and duplicated key sequences (table shapes)
+	{script: `local t = cjson.decode(ARGV[1]) t[2].b = nil t[3].z = 1 t[4].a = nil t[4].a = 5 return {cjson.encode(t), cjson.encode(cjson.decode(ARGV[1]))}`,
+		args: []string{`[{"a":1,"b":2,"c":3},{"a":1,"b":2,"c":3},{"a":1,"b":2,"c":3},{"a":1,"b":2,"c":3},{"c":1,"b":2,"a":3},{"a":1,"a":2,"b":3},{"a":1,"a":2,"b":3},{"a":1,"a":2,"b":3}]`}},
+	{script: shapeProbe},
+	{script: `local t = cjson.decode('[-0, 0, -0.0, 5, 127, 128, 1e2, -1]') return {cjson.encode(t), tostring(1/t[1]), tostring(1/t[3]), tostring(1/t[2])}`},
+	{script: `return {type(nil), type(1), type('a'), type({}), type(type), type(cjson.null), type(coroutine.create(function() end)), type(true)}`},
+	{script: `return type()`},
+	{script: `local out = {} for i = 1, 3 do local t = cjson.decode(ARGV[1]) t.k9 = i local s = '' for k in pairs(t) do s = s .. k end out[i] = s .. cjson.encode(t) end return out`,
+		args: []string{`{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k10":10,"k11":11}`}},
 }

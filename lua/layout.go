@@ -17,8 +17,10 @@ import (
 // instruction-level memory charges and the variable names in error messages.
 //
 // Only reads are done through these offsets, except fixNumberOperands which
-// rewrites CONCAT temporaries exactly like PUC Lua's luaV_concat does, and
-// setHasErrorFunc which repairs a flag gopher-lua clears too early.
+// rewrites CONCAT temporaries exactly like PUC Lua's luaV_concat does,
+// setHasErrorFunc which repairs a flag gopher-lua clears too early, and
+// buildRecord/buildArray (tablebuild.go) which fill a new table's fields in
+// one go with exactly what gopher-lua's own setters would leave there.
 
 var (
 	layoutOK bool
@@ -43,10 +45,17 @@ var (
 
 	offTArray uintptr // LTable.array ([]LValue)
 	offTKeys  uintptr // LTable.keys ([]LValue)
+
+	// LTable.strdict (map[string]LValue) and LTable.k2i (map[LValue]int),
+	// written together with array and keys by buildTable; optional.
+	offTStrdict  uintptr
+	offTK2i      uintptr
+	tableBuildOK bool
 )
 
 func init() {
 	layoutOK = computeLayout()
+	tableBuildOK = layoutOK && computeTableBuild(reflect.TypeOf(glua.LTable{}))
 }
 
 func fieldOff(t reflect.Type, name string, kind reflect.Kind) (uintptr, reflect.Type, bool) {
@@ -104,6 +113,21 @@ func computeLayout() bool {
 		return false
 	}
 	return true
+}
+
+// computeTableBuild checks the LTable fields buildTable writes: their
+// exact types, and that these are all of gopher-lua's table state besides
+// Metatable and dict (so a table built with them is a complete one).
+func computeTableBuild(tt reflect.Type) bool {
+	var ok [2]bool
+	var sdT, k2iT reflect.Type
+	offTStrdict, sdT, ok[0] = fieldOff(tt, "strdict", reflect.Map)
+	offTK2i, k2iT, ok[1] = fieldOff(tt, "k2i", reflect.Map)
+	if !ok[0] || !ok[1] || tt.NumField() != 6 {
+		return false
+	}
+	return sdT == reflect.TypeOf(map[string]glua.LValue(nil)) &&
+		k2iT == reflect.TypeOf(map[glua.LValue]int(nil))
 }
 
 // setHasErrorFunc sets gopher-lua's "a protected call with a handler is

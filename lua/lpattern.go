@@ -45,6 +45,21 @@ func newMatchState(L *glua.LState, r *run, src, pat string) *matchState {
 	return &matchState{L: L, r: r, src: src, pat: pat}
 }
 
+// scratchMatch is newMatchState for callers that are done with the state
+// before any Lua code can run (find, match, one gmatch step; not gsub,
+// whose replacement function may itself match): they share the engine's
+// (~600 bytes) instead of allocating one per call.
+func (e *engine) scratchMatch(L *glua.LState, src, pat string) *matchState {
+	if e.ms == nil {
+		e.ms = new(matchState)
+	}
+	if i := strings.IndexByte(pat, 0); i >= 0 {
+		pat = pat[:i]
+	}
+	*e.ms = matchState{L: L, r: e.run, src: src, pat: pat}
+	return e.ms
+}
+
 // p returns the pattern byte at i, or 0 past the end (the C terminator).
 func (ms *matchState) p(i int) byte {
 	if i < len(ms.pat) {

@@ -194,6 +194,11 @@ func TestNoLeakBetweenRuns(t *testing.T) {
 		`cjson.encode_max_depth(2) cjson.encode_number_precision(3) return 1`,
 		`collectgarbage('setpause', 7) return 1`,
 		`local co = coroutine.wrap(function() error('x') end) pcall(co) return 1`,
+		// Engine scratch state: a decode and an encode failing half way,
+		// pattern matching, shapes seen for the first time.
+		`pcall(cjson.decode, '{"a":[1,2,{"b":[{"x":1}, tru') pcall(cjson.encode, {a = {b = {1, print}}}) return 1`,
+		`for w in string.gmatch('a.b.c', '[^.]+') do string.find(w, '(%a)') end pcall(string.rep) return 1`,
+		`local t = cjson.decode('[{"q":1,"r":2},{"q":1,"r":2},{"r":1,"q":2}]') t[1].s = 1 return cjson.encode(t)`,
 	}
 	probe := `return {string.upper('a'), tostring(rawget(_G, 'x')), tostring(math.random()), cjson.encode({{{1.23456}}}), collectgarbage('setpause'), tostring({}), tostring(coroutine.running())}`
 	want := eval(t, nil, probe, nil, nil)
@@ -216,6 +221,17 @@ func TestNoLeakBetweenRuns(t *testing.T) {
 	wg.Wait()
 	if want != "*7\r\n$1\r\nA\r\n$3\r\nnil\r\n$16\r\n0.39646477363839\r\n$13\r\n[[[1.23456]]]\r\n:200\r\n$17\r\ntable: 0x10000040\r\n$3\r\nnil\r\n" {
 		t.Errorf("probe: %q", want)
+	}
+	// What the scratch state could disturb (this probe is also a
+	// differential case, so its reply is Redis's).
+	want = eval(t, nil, shapeProbe, nil, nil)
+	for i := 0; i < 20; i++ {
+		for _, h := range hostile {
+			Eval([]byte(h), nil, nil, nil, Limits{})
+		}
+		if got := eval(t, nil, shapeProbe, nil, nil); got != want {
+			t.Fatalf("state leaked: %q != %q", got, want)
+		}
 	}
 }
 
@@ -354,5 +370,9 @@ func TestCompileCacheBounded(t *testing.T) {
 func TestLayout(t *testing.T) {
 	if !layoutOK {
 		t.Fatal("gopher-lua's internal layout changed: update layout.go")
+	}
+	// Without these the engine still works, only slower.
+	if !tableBuildOK || !boxOK {
+		t.Fatal("gopher-lua's table or interface layout changed: update layout.go / tablebuild.go")
 	}
 }

@@ -24,6 +24,8 @@ import (
 
 type lnode struct {
 	key  glua.LValue // nil: free
+	h    uint32      // key's hash (see keyHash), so rehashes need not redo it
+	mod  bool
 	live bool
 	next int // -1: end of chain
 }
@@ -35,7 +37,8 @@ type ltable struct {
 	node      []lnode
 	dummy     bool
 	lastfree  int
-	spare     []lnode // the other node buffer, reused across resizes
+	spare     []lnode       // the other node buffer, reused across resizes
+	nilKeys   []glua.LValue // scratch: keys whose value is nil
 }
 
 // sizeHint is a constructor's NEWTABLE size hint (array and hash parts).
@@ -50,17 +53,32 @@ func (r *run) noteHint(t *glua.LTable, h sizeHint) {
 
 // tableOrder returns t's keys with non-nil values in Lua 5.1's order.
 func (e *engine) tableOrder(t *glua.LTable) []glua.LValue {
+	return e.appendTableOrder(nil, t)
+}
+
+// appendTableOrder is tableOrder appending to dst, for callers that reuse
+// a buffer.
+func (e *engine) appendTableOrder(dst []glua.LValue, t *glua.LTable) []glua.LValue {
 	if !layoutOK {
-		return gopherOrder(t)
+		return append(dst, gopherOrder(t)...)
 	}
 	var h sizeHint
 	hinted := false
 	if r := e.run; r != nil && r.hints != nil {
 		h, hinted = r.hints[t]
 	}
-	m := e.orderModel(h)
 	arr := t.Len()
 	keys := tableKeys(t)
+	var shapeHash uint64
+	cacheable := false
+	if !hinted && arr == 0 {
+		if shapeHash, cacheable = shapeOf(t, keys); cacheable {
+			if out, ok := e.shapes.appendCached(dst, shapeHash, keys); ok {
+				return out
+			}
+		}
+	}
+	m := e.orderModel(h)
 	// gopher-lua keeps all integer keys in its array part, so their
 	// insertion order relative to other keys is lost. Tables built by
 	// appending get them first; a constructor's positional items sit in
@@ -79,8 +97,16 @@ func (e *engine) tableOrder(t *glua.LTable) []glua.LValue {
 	if r := e.run; r != nil && r.bornDead != nil {
 		dead = r.bornDead[t]
 	}
+	nilKeys := m.nilKeys[:0]
 	for _, k := range keys {
-		if dead[k] && t.RawGet(k) == glua.LNil {
+		if t.RawGet(k) != glua.LNil {
+			m.set(k)
+			continue
+		}
+		// Killed below, once every key is in (deletions are replayed
+		// after the insertions).
+		nilKeys = append(nilKeys, k)
+		if dead[k] {
 			m.setDead(k)
 		} else {
 			m.set(k)
@@ -91,23 +117,29 @@ func (e *engine) tableOrder(t *glua.LTable) []glua.LValue {
 			m.set(glua.LNumber(i))
 		}
 	}
-	for _, k := range keys {
-		if t.RawGet(k) == glua.LNil {
-			m.kill(k)
-		}
+	for _, k := range nilKeys {
+		m.kill(k)
 	}
-	out := make([]glua.LValue, 0, arr+len(keys))
+	clear(nilKeys)
+	m.nilKeys = nilKeys[:0]
+	if dst == nil {
+		dst = make([]glua.LValue, 0, arr+len(keys))
+	}
+	start := len(dst)
 	for i, live := range m.array {
 		if live {
-			out = append(out, glua.LNumber(i+1))
+			dst = append(dst, glua.LNumber(i+1))
 		}
 	}
 	for _, n := range m.node {
 		if n.key != nil && n.live {
-			out = append(out, n.key)
+			dst = append(dst, n.key)
 		}
 	}
-	return out
+	if cacheable {
+		e.remember(shapeHash, keys, dst[start:])
+	}
+	return dst
 }
 
 // orderModel resets the engine's reusable model for a new replay.
@@ -187,29 +219,39 @@ func luaStrHash(s string) uint32 {
 	return h
 }
 
-func (m *ltable) mainPosition(k glua.LValue) int {
-	size := len(m.node)
+// keyHash is the part of Lua's mainposition that depends on the key alone:
+// the hash, and whether it is reduced modulo an odd size (hashmod: numbers
+// and addresses) or masked (lmod: strings and booleans).
+func (m *ltable) keyHash(k glua.LValue) (h uint32, mod bool) {
+	switch v := k.(type) {
+	case glua.LString:
+		return luaStrHash(string(v)), false
+	case glua.LNumber:
+		if v == 0 {
+			return 0, false
+		}
+		b := math.Float64bits(float64(v))
+		return uint32(b) + uint32(b>>32), true
+	case glua.LBool:
+		if v {
+			return 1, false
+		}
+		return 0, false
+	}
+	// Addresses in Lua; a deterministic per-run number here.
+	return uint32(m.e.objectID(k)), true
+}
+
+// position is mainposition for a key hashed by keyHash.
+func (m *ltable) position(h uint32, mod bool) int {
 	if m.dummy {
 		return 0
 	}
-	mod := func(h uint32) int { return int(h % uint32((size-1)|1)) }
-	switch v := k.(type) {
-	case glua.LString:
-		return int(luaStrHash(string(v)) & uint32(size-1))
-	case glua.LNumber:
-		if v == 0 {
-			return 0
-		}
-		b := math.Float64bits(float64(v))
-		return mod(uint32(b) + uint32(b>>32))
-	case glua.LBool:
-		if v {
-			return 1 & (size - 1)
-		}
-		return 0
+	size := len(m.node)
+	if mod {
+		return int(h % uint32((size-1)|1))
 	}
-	// Addresses in Lua; a deterministic per-run number here.
-	return mod(uint32(m.e.objectID(k)))
+	return int(h & uint32(size-1))
 }
 
 func (e *engine) objectID(v glua.LValue) uint64 {
@@ -238,12 +280,12 @@ func keyEq(a, b glua.LValue) bool {
 	return a == b
 }
 
-func (m *ltable) find(k glua.LValue) int {
+func (m *ltable) find(k glua.LValue, h uint32, mod bool) int {
 	if m.dummy {
 		return -1
 	}
-	for n := m.mainPosition(k); n >= 0; n = m.node[n].next {
-		if m.node[n].key != nil && keyEq(m.node[n].key, k) {
+	for n := m.position(h, mod); n >= 0; n = m.node[n].next {
+		if m.node[n].h == h && m.node[n].key != nil && keyEq(m.node[n].key, k) {
 			return n
 		}
 	}
@@ -256,11 +298,16 @@ func (m *ltable) set(k glua.LValue) {
 		m.array[i-1] = true
 		return
 	}
-	if n := m.find(k); n >= 0 {
+	h, mod := m.keyHash(k)
+	m.setHashed(k, h, mod)
+}
+
+func (m *ltable) setHashed(k glua.LValue, h uint32, mod bool) {
+	if n := m.find(k, h, mod); n >= 0 {
 		m.node[n].live = true
 		return
 	}
-	m.newKey(k)
+	m.newKey(k, h, mod)
 }
 
 // setDead is luaH_set followed by storing nil: the key gets a node (or
@@ -269,10 +316,11 @@ func (m *ltable) setDead(k glua.LValue) {
 	if i := arrayIndex(k); i > 0 && i <= m.sizearray {
 		return
 	}
-	if m.find(k) >= 0 {
+	h, mod := m.keyHash(k)
+	if m.find(k, h, mod) >= 0 {
 		return
 	}
-	m.newKey(k)
+	m.newKey(k, h, mod)
 	m.kill(k)
 }
 
@@ -281,7 +329,8 @@ func (m *ltable) kill(k glua.LValue) {
 		m.array[i-1] = false
 		return
 	}
-	if n := m.find(k); n >= 0 {
+	h, mod := m.keyHash(k)
+	if n := m.find(k, h, mod); n >= 0 {
 		m.node[n].live = false
 	}
 }
@@ -296,16 +345,21 @@ func (m *ltable) getFreePos() int {
 	return -1
 }
 
-func (m *ltable) newKey(k glua.LValue) {
-	mp := m.mainPosition(k)
+func (m *ltable) newKey(k glua.LValue, h uint32, mod bool) {
+	mp := m.position(h, mod)
 	if m.dummy || m.node[mp].live {
 		f := m.getFreePos()
 		if m.dummy || f < 0 {
 			m.rehash(k)
-			m.set(k)
+			if i := arrayIndex(k); i > 0 && i <= m.sizearray {
+				m.array[i-1] = true
+			} else {
+				m.setHashed(k, h, mod)
+			}
 			return
 		}
-		other := m.mainPosition(m.node[mp].key)
+		c := &m.node[mp]
+		other := m.position(c.h, c.mod)
 		if other != mp {
 			// The colliding node is out of its main position: move it.
 			for m.node[other].next != mp {
@@ -320,8 +374,8 @@ func (m *ltable) newKey(k glua.LValue) {
 			mp = f
 		}
 	}
-	m.node[mp].key = k
-	m.node[mp].live = true
+	n := &m.node[mp]
+	n.key, n.h, n.mod, n.live = k, h, mod, true
 }
 
 func (m *ltable) rehash(ek glua.LValue) {
@@ -389,7 +443,11 @@ func (m *ltable) resize(nasize, nhsize int) {
 	if !oldDummy {
 		for i := len(oldNode) - 1; i >= 0; i-- {
 			if n := oldNode[i]; n.key != nil && n.live {
-				m.set(n.key)
+				if ai := arrayIndex(n.key); ai > 0 && ai <= m.sizearray {
+					m.array[ai-1] = true
+				} else {
+					m.setHashed(n.key, n.h, n.mod)
+				}
 			}
 		}
 	}

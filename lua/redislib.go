@@ -90,21 +90,35 @@ func (e *engine) redisCall(L *glua.LState, raise bool) int {
 	if argc == 0 {
 		return fail(e.pushError(L, errNoArgs))
 	}
-	args := make([][]byte, argc)
-	var size int64
+	// The arguments are copied back to back into one buffer, each capped
+	// at its own length so that a Caller appending to one cannot reach the
+	// next.
+	n := 0
 	for i := 1; i <= argc; i++ {
 		switch v := L.Get(i).(type) {
 		case glua.LString:
-			args[i-1] = []byte(v)
+			n += len(v)
 		case glua.LNumber:
-			// Redis formats numbers with %.17g (lua_tolstring would lose
-			// precision).
-			args[i-1] = []byte(fmtDouble17(float64(v)))
+			n += 24 // %.17g: "-1.2345678901234567e+308"
 		default:
 			return fail(e.pushError(L, errArgTypes))
 		}
-		size += int64(len(args[i-1]))
 	}
+	args := make([][]byte, argc)
+	buf := make([]byte, 0, n)
+	for i := 1; i <= argc; i++ {
+		start := len(buf)
+		switch v := L.Get(i).(type) {
+		case glua.LString:
+			buf = append(buf, v...)
+		case glua.LNumber:
+			// Redis formats numbers with %.17g (lua_tolstring would lose
+			// precision).
+			buf = append(buf, fmtDouble17(float64(v))...)
+		}
+		args[i-1] = buf[start:len(buf):len(buf)]
+	}
+	size := int64(len(buf))
 	r := e.run
 	r.chargeL(L, size)
 	if msg := checkCommand(args); msg != "" {

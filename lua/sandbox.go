@@ -29,7 +29,15 @@ type engine struct {
 
 	run    *run
 	runBuf run
-	model  *ltable // scratch for tableOrder
+	model  *ltable     // scratch for tableOrder
+	shapes shapeCache  // recent table shapes (see shape.go)
+	ms     *matchState // scratch for find, match and gmatch (scratchMatch)
+
+	// cjson.decode's member stacks (see jsonParser), empty between calls.
+	jsonKeys []string
+	jsonVals []glua.LValue
+	encBuf   []byte        // cjson.encode's output buffer, nil while in use
+	encKeys  []glua.LValue // cjson.encode's key stack, nil while in use
 }
 
 func newEngine() *engine {
@@ -59,6 +67,10 @@ func newEngine() *engine {
 	G := L.NewTable()
 	e.G = G
 	for _, name := range []string{"ipairs", "rawequal", "rawget", "select", "type"} {
+		if name == "type" {
+			G.RawSetString(name, L.NewFunction(bType)) // same place: pairs(_G) order
+			continue
+		}
 		G.RawSetString(name, base.RawGetString(name))
 	}
 	G.RawSetString("_G", G)

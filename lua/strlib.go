@@ -190,7 +190,7 @@ func (e *engine) findAux(L *glua.LState, find bool) int {
 		L.Push(glua.LNil)
 		return 1
 	}
-	ms := newMatchState(L, e.run, s, p)
+	ms := e.scratchMatch(L, s, p)
 	anchor := ms.p(0) == '^'
 	pstart := 0
 	if anchor {
@@ -221,7 +221,7 @@ func (e *engine) strGmatch(L *glua.LState) int {
 	p := checkString(L, 2)
 	pos := 0
 	L.Push(L.NewFunction(func(L *glua.LState) int {
-		ms := newMatchState(L, e.run, s, p)
+		ms := e.scratchMatch(L, s, p)
 		for src := pos; src <= len(s); src++ {
 			ms.level = 0
 			if end := ms.match(src, 0); end >= 0 {
