@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/redraft/redraft/fsm"
 )
 
@@ -26,11 +28,10 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 		entries[i] = fsm.Entry{DB: db, Args: args}
 	}
 	replies := make([][]byte, 0, len(cmds))
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionWait)
-	defer cancel()
+	deadline := time.Now().Add(n.cfg.ElectionWait)
 	for len(replies) < len(entries) {
 		rest := entries[len(replies):]
-		leader, err := n.waitLeader(ctx)
+		leader, err := n.leaderBy(deadline)
 		if err != nil {
 			break
 		}
@@ -49,16 +50,29 @@ func (n *Node) Write(db int, cmds [][][]byte) [][]byte {
 		}
 		if len(replies) < len(entries) {
 			// The rest were certainly not applied: wait for a (new) leader.
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
+			wait := min(5*time.Millisecond, time.Until(deadline))
+			if wait <= 0 {
+				break
 			}
+			time.Sleep(wait)
 		}
 	}
 	for len(replies) < len(entries) {
 		replies = append(replies, []byte(ReplyClusterDown))
 	}
 	return replies
+}
+
+// leaderBy returns the leader, waiting for one until deadline. A known
+// leader, the common case, costs no context or timer: Write runs once per
+// client command.
+func (n *Node) leaderBy(deadline time.Time) (raft.ServerAddress, error) {
+	if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		return addr, nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return n.waitLeader(ctx)
 }
 
 // applyLocal proposes entries on this node as leader, through the
