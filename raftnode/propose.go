@@ -55,13 +55,34 @@ func (p *proposer) propose(entries []fsm.Entry) [][]byte {
 	p.queue = append(p.queue, r)
 	p.startLocked()
 	p.mu.Unlock()
+	return p.wait(r)
+}
+
+// proposeNow is propose past the queue, for writes already gathered into
+// a batch elsewhere: a follower's forwarder packs its clients' writes into
+// one RPC, with up to maxForwardRPCs in flight. Queueing those batches
+// behind the leader's own would limit the same writes twice, and cost a
+// commit round of waiting at moderate load.
+func (p *proposer) proposeNow(entries []fsm.Entry) [][]byte {
+	r := &proposal{entries: entries, done: make(chan struct{})}
+	go p.sendNow(r)
+	return p.wait(r)
+}
+
+func (p *proposer) sendNow(r *proposal) {
+	r.replies = p.n.applyBatch([]*proposal{r})[0]
+	close(r.done)
+}
+
+// wait returns r's replies once its batch is done.
+func (p *proposer) wait(r *proposal) [][]byte {
 	select {
 	case <-r.done:
 		return r.replies
 	case <-p.n.raftDown:
 		// Raft left our futures unanswered (see await): the send
 		// goroutine never returns, and these writes are uncertain.
-		replies := make([][]byte, len(entries))
+		replies := make([][]byte, len(r.entries))
 		for k := range replies {
 			replies[k] = []byte(ReplyUncertain)
 		}

@@ -75,7 +75,7 @@ func (n *Node) handleRPC(op byte, payload []byte) (byte, []byte) {
 		if err != nil {
 			return statusErr, []byte(err.Error())
 		}
-		return statusOK, encodeReplies(n.applyLocal(entries))
+		return statusOK, encodeReplies(n.prop.proposeNow(entries))
 	}
 	return statusErr, []byte(fmt.Sprintf("unknown op %q", op))
 }
