@@ -48,10 +48,10 @@ var typeNames = func() (t [glua.LTChannel + 1]glua.LValue) {
 	return t
 }()
 
-// bType is gopher-lua's type() (same check, same names) without boxing the
-// name anew on every call: scripts call it in their inner loops.
+// bType is type() without boxing the name anew on every call: scripts call
+// it in their inner loops. checkedBase checks its argument.
 func bType(L *glua.LState) int {
-	L.Push(typeNames[L.CheckAny(1).Type()])
+	L.Push(typeNames[L.Get(1).Type()])
 	return 1
 }
 

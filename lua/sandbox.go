@@ -67,11 +67,15 @@ func newEngine() *engine {
 	G := L.NewTable()
 	e.G = G
 	for _, name := range []string{"ipairs", "rawequal", "rawget", "select", "type"} {
-		if name == "type" {
-			G.RawSetString(name, L.NewFunction(bType)) // same place: pairs(_G) order
-			continue
+		// In the same order as before: pairs(_G) order depends on it.
+		// The wrapper keeps the original's upvalues (ipairs finds its
+		// iterator in one).
+		orig := base.RawGetString(name).(*glua.LFunction)
+		upvalues := make([]glua.LValue, len(orig.Upvalues))
+		for i, u := range orig.Upvalues {
+			upvalues[i] = u.Value()
 		}
-		G.RawSetString(name, base.RawGetString(name))
+		G.RawSetString(name, L.NewClosure(checkedBase(name, orig.GFunction), upvalues...))
 	}
 	G.RawSetString("_G", G)
 	G.RawSetString("_VERSION", glua.LString("Lua 5.1"))
@@ -159,4 +163,58 @@ func (e *engine) register(t *glua.LTable, fns map[string]glua.LGFunction) {
 	for _, name := range names {
 		t.RawSetString(name, e.L.NewFunction(fns[name]))
 	}
+}
+
+// checkedBase puts Lua 5.1's argument checks in front of a gopher-lua base
+// function. gopher-lua's own errors carry the position of the Lua code
+// nearest the call even when pcall called the function directly, where
+// luaL_argerror's luaL_where finds a C caller and adds none: Redis answers
+// pcall(type) with "bad argument #1 to '?' (value expected)".
+func checkedBase(name string, fn glua.LGFunction) glua.LGFunction {
+	switch name {
+	case "type":
+		return func(L *glua.LState) int {
+			checkAny(L, 1)
+			return bType(L)
+		}
+	case "rawequal":
+		return func(L *glua.LState) int {
+			checkAny(L, 1)
+			checkAny(L, 2)
+			return fn(L)
+		}
+	case "rawget":
+		return func(L *glua.LState) int {
+			checkTable(L, 1)
+			checkAny(L, 2)
+			return fn(L)
+		}
+	case "ipairs":
+		return func(L *glua.LState) int {
+			checkTable(L, 1)
+			return fn(L)
+		}
+	case "select":
+		return bSelect
+	}
+	return fn
+}
+
+// bSelect is Lua 5.1's luaB_select.
+func bSelect(L *glua.LState) int {
+	n := L.GetTop()
+	if s, ok := L.Get(1).(glua.LString); ok && len(s) > 0 && s[0] == '#' {
+		L.Push(glua.LNumber(n - 1))
+		return 1
+	}
+	i := checkInt(L, 1)
+	if i < 0 {
+		i = n + i
+	} else if i > n {
+		i = n
+	}
+	if i < 1 {
+		argError(L, 1, "index out of range")
+	}
+	return n - i
 }
