@@ -62,18 +62,9 @@ func BenchmarkStepRate(b *testing.B) {
 	}
 }
 
-// benchRMWScript is EVAL_RMW of scripts/bench.sh, verbatim: keep the two in
-// step so this benchmark measures what the cluster benchmark sends.
-const benchRMWScript = `local v = redis.call('GET', KEYS[1])
-local doc
-if v then doc = cjson.decode(v) else
-  doc = {name = KEYS[1], items = {}, meta = {created = ARGV[1]}}
-  for i = 1, 20 do doc.items[i] = {id = i, label = 'item ' .. i, value = i * 1.5} end
-end
-doc.meta.updated = ARGV[1]
-doc.meta.count = (doc.meta.count or 0) + 1
-redis.call('SET', KEYS[1], cjson.encode(doc))
-return doc.meta.count`
+// benchRMWScript is scripts/bench.sh's EVAL_RMW: this benchmark measures
+// what the cluster benchmark sends.
+var benchRMWScript = readScript("testdata/bench_rmw.lua")
 
 // BenchmarkEvalBenchRMW runs benchRMWScript against the ~1 KB document its
 // own first run creates (bench.sh's steady state: -r 1000 keys, each

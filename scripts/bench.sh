@@ -91,16 +91,7 @@ bench() {
 # A small SET script, and a cjson read-modify-write of a ~1 KB JSON document
 # (the shape of Node-RED's context store updates).
 EVAL_SET="return redis.call('SET', KEYS[1], ARGV[1])"
-EVAL_RMW="local v = redis.call('GET', KEYS[1])
-local doc
-if v then doc = cjson.decode(v) else
-  doc = {name = KEYS[1], items = {}, meta = {created = ARGV[1]}}
-  for i = 1, 20 do doc.items[i] = {id = i, label = 'item ' .. i, value = i * 1.5} end
-end
-doc.meta.updated = ARGV[1]
-doc.meta.count = (doc.meta.count or 0) + 1
-redis.call('SET', KEYS[1], cjson.encode(doc))
-return doc.meta.count"
+EVAL_RMW=$(cat lua/testdata/bench_rmw.lua) # also lua's BenchmarkEvalBenchRMW and differential cases
 
 declare -A R
 targets="durable mem leader follower"
