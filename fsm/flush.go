@@ -48,7 +48,7 @@ func (f *FSM) flushLoop() {
 		}
 		f.flush()
 		// Jittered like the size limits (newLayer), so nodes drift apart.
-		t.Reset(time.Duration((0.5 + rand.Float64()/2) * float64(flushInterval)))
+		t.Reset(time.Duration(jitter() * float64(flushInterval)))
 	}
 }
 
@@ -98,6 +98,10 @@ func (f *FSM) write(l *layer, st meta) {
 	f.mu.Unlock()
 	f.flushed = st.index
 }
+
+// jitter is a random factor in [0.5, 1) for a node's flush limits: see
+// newLayer.
+func jitter() float64 { return 0.5 + rand.Float64()/2 }
 
 // maybeFlush starts a flush when the active layer is big enough.
 func (f *FSM) maybeFlush() {

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"sync"
 
@@ -68,7 +67,7 @@ type layer struct {
 // factor in [0.5, 1): every node applies the same entries at nearly the
 // same moment, so equal limits would make all of them flush at once, and
 // a commit needs two of three nodes that are not all busy flushing.
-func newLayer() *layer { return &layer{scale: 0.5 + rand.Float64()/2} }
+func newLayer() *layer { return &layer{scale: jitter()} }
 
 func (l *layer) get(b bucketID, key []byte) (slot, bool) {
 	m := l.buckets[b]

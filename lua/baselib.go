@@ -49,8 +49,9 @@ var typeNames = func() (t [glua.LTChannel + 1]glua.LValue) {
 }()
 
 // bType is type() without boxing the name anew on every call: scripts call
-// it in their inner loops. checkedBase checks its argument.
+// it in their inner loops.
 func bType(L *glua.LState) int {
+	checkAny(L, 1)
 	L.Push(typeNames[L.Get(1).Type()])
 	return 1
 }

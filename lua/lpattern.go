@@ -39,10 +39,15 @@ type matchState struct {
 }
 
 func newMatchState(L *glua.LState, r *run, src, pat string) *matchState {
+	ms := initMatchState(L, r, src, pat)
+	return &ms
+}
+
+func initMatchState(L *glua.LState, r *run, src, pat string) matchState {
 	if i := strings.IndexByte(pat, 0); i >= 0 {
 		pat = pat[:i]
 	}
-	return &matchState{L: L, r: r, src: src, pat: pat}
+	return matchState{L: L, r: r, src: src, pat: pat}
 }
 
 // scratchMatch is newMatchState for callers that are done with the state
@@ -53,10 +58,7 @@ func (e *engine) scratchMatch(L *glua.LState, src, pat string) *matchState {
 	if e.ms == nil {
 		e.ms = new(matchState)
 	}
-	if i := strings.IndexByte(pat, 0); i >= 0 {
-		pat = pat[:i]
-	}
-	*e.ms = matchState{L: L, r: e.run, src: src, pat: pat}
+	*e.ms = initMatchState(L, e.run, src, pat)
 	return e.ms
 }
 

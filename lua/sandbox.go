@@ -166,17 +166,16 @@ func (e *engine) register(t *glua.LTable, fns map[string]glua.LGFunction) {
 }
 
 // checkedBase puts Lua 5.1's argument checks in front of a gopher-lua base
-// function. gopher-lua's own errors carry the position of the Lua code
+// function, or replaces it (type, select) with the package's own. gopher-lua's own errors carry the position of the Lua code
 // nearest the call even when pcall called the function directly, where
 // luaL_argerror's luaL_where finds a C caller and adds none: Redis answers
 // pcall(type) with "bad argument #1 to '?' (value expected)".
 func checkedBase(name string, fn glua.LGFunction) glua.LGFunction {
 	switch name {
 	case "type":
-		return func(L *glua.LState) int {
-			checkAny(L, 1)
-			return bType(L)
-		}
+		return bType
+	case "select":
+		return bSelect
 	case "rawequal":
 		return func(L *glua.LState) int {
 			checkAny(L, 1)
@@ -194,8 +193,6 @@ func checkedBase(name string, fn glua.LGFunction) glua.LGFunction {
 			checkTable(L, 1)
 			return fn(L)
 		}
-	case "select":
-		return bSelect
 	}
 	return fn
 }

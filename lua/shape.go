@@ -82,18 +82,34 @@ func shapeOf(t *glua.LTable, keys []glua.LValue) (uint64, bool) {
 	return h, true
 }
 
-// lookup returns the shape of hash h if its key sequence is keys.
-func (c shapeCache) lookup(h uint64, keys []glua.LValue) *shape {
-	sh := c[h]
-	if sh == nil || len(sh.keys) != len(keys) {
-		return nil
+// is reports whether sh's key sequence is the n keys key(0..n-1).
+func (sh *shape) is(n int, key func(int) string) bool {
+	if len(sh.keys) != n {
+		return false
 	}
-	for i, k := range keys {
-		if string(k.(glua.LString)) != sh.keys[i] {
-			return nil
+	for i, k := range sh.keys {
+		if key(i) != k {
+			return false
 		}
 	}
-	return sh
+	return true
+}
+
+// lvKey and strKey read key i of a key sequence for shape.is.
+func lvKey(keys []glua.LValue) func(int) string {
+	return func(i int) string { return string(keys[i].(glua.LString)) }
+}
+
+func strKey(keys []string) func(int) string {
+	return func(i int) string { return keys[i] }
+}
+
+// lookup returns the shape of hash h if its key sequence is keys.
+func (c shapeCache) lookup(h uint64, keys []glua.LValue) *shape {
+	if sh := c[h]; sh != nil && sh.is(len(keys), lvKey(keys)) {
+		return sh
+	}
+	return nil
 }
 
 // appendCached appends the remembered order of keys to dst, if there is one.
@@ -119,14 +135,8 @@ func (e *engine) sighting(h uint64, n int, key func(int) string) *shape {
 		e.shapes[h] = nil
 		return nil
 	}
-	if sh != nil && len(sh.keys) == n {
-		i := 0
-		for i < n && key(i) == sh.keys[i] {
-			i++
-		}
-		if i == n {
-			return sh
-		}
+	if sh != nil && sh.is(n, key) {
+		return sh
 	}
 	// Seen before, or a different sequence with the same hash: (re)place.
 	sh = &shape{keys: make([]string, n)}
@@ -142,7 +152,7 @@ func (e *engine) remember(h uint64, keys, order []glua.LValue) {
 	if len(order) != len(keys) {
 		return
 	}
-	sh := e.sighting(h, len(keys), func(i int) string { return string(keys[i].(glua.LString)) })
+	sh := e.sighting(h, len(keys), lvKey(keys))
 	if sh == nil {
 		return
 	}
@@ -171,19 +181,13 @@ func (e *engine) recordShape(keys []string) *shape {
 	for _, k := range keys {
 		h = shapeStep(h, k)
 	}
-	if sh := e.shapes[h]; sh != nil && (sh.boxed != nil || sh.dup) && len(sh.keys) == n {
-		i := 0
-		for i < n && keys[i] == sh.keys[i] {
-			i++
-		}
-		if i == n && sh.dup {
+	if sh := e.shapes[h]; sh != nil && (sh.boxed != nil || sh.dup) && sh.is(n, strKey(keys)) {
+		if sh.dup {
 			return nil
 		}
-		if i == n {
-			return sh
-		}
+		return sh
 	}
-	sh := e.sighting(h, n, func(i int) string { return keys[i] })
+	sh := e.sighting(h, n, strKey(keys))
 	if sh == nil {
 		return nil
 	}
@@ -210,8 +214,5 @@ func fromShape(t *glua.LTable, sh *shape, keys []string, vals []glua.LValue) {
 	for i, k := range keys {
 		sd[k] = vals[i]
 	}
-	p := unsafe.Pointer(t)
-	*(*map[string]glua.LValue)(unsafe.Add(p, offTStrdict)) = sd
-	*(*[]glua.LValue)(unsafe.Add(p, offTKeys)) = append([]glua.LValue(nil), sh.boxed...)
-	*(*map[glua.LValue]int)(unsafe.Add(p, offTK2i)) = maps.Clone(sh.k2i)
+	setRecord(t, sd, append([]glua.LValue(nil), sh.boxed...), maps.Clone(sh.k2i))
 }

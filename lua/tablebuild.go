@@ -68,11 +68,17 @@ func (e *engine) buildRecord(L *glua.LState, a *arena, keys []string, vals []glu
 		k2i[lk] = len(ks)
 		ks = append(ks, lk)
 	}
+	setRecord(t, sd, ks, k2i)
+	return t
+}
+
+// setRecord writes a new table's string-keyed part: strdict, and keys and
+// k2i, the key index in assignment order.
+func setRecord(t *glua.LTable, sd map[string]glua.LValue, keys []glua.LValue, k2i map[glua.LValue]int) {
 	p := unsafe.Pointer(t)
 	*(*map[string]glua.LValue)(unsafe.Add(p, offTStrdict)) = sd
-	*(*[]glua.LValue)(unsafe.Add(p, offTKeys)) = ks
+	*(*[]glua.LValue)(unsafe.Add(p, offTKeys)) = keys
 	*(*map[glua.LValue]int)(unsafe.Add(p, offTK2i)) = k2i
-	return t
 }
 
 func hasNil(vals []glua.LValue) bool {
