@@ -241,12 +241,9 @@ func (n *Node) start() error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	// The leader reads every entry back from the log store to replicate it;
-	// a cache of recent entries saves a disk read per entry per follower.
-	logs, err := raft.NewLogCache(512, n.store)
-	if err != nil {
-		return err
-	}
+	// The leader reads every entry back from the log store to replicate it,
+	// followers to apply it: recent entries stay in memory (logcache.go).
+	logs := newLogCache(n.store, 512, 4<<20)
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, trans)
 	return err
 }
