@@ -24,14 +24,17 @@ import (
 //
 // Bigger, rarer flushes cost less per entry: random keys dirty most leaf
 // pages whatever the flush's size, and a commit rewrites every dirty page.
-// From 16k entries / 1 s to these, -P 16 SETs took 15 % less CPU across the
-// cluster. flushBytes stays small: with GOGC=400 (cmd/redraft) every byte
-// a layer holds costs up to five in RSS, and 16 MiB took a node with 100k
-// 1 KB values from ~230 to ~350 MB.
+// Measured (-r 100000 random keys, 3 nodes): from 16k entries / 1 s to
+// 64k / 4 MiB / 2 s, -P 16 SETs took 15 % less CPU across the cluster; to
+// these, another 10-15 % at -P 1 and -P 16. The byte limit is what bounds
+// memory: with GOGC=400 (cmd/redraft) every byte a layer holds costs up to
+// five in RSS. With 100k 1 KB values a node measured ~210 MB at 4 MiB
+// (when raft's log cache still held 32 MiB, raftnode/logcache.go), 160-190
+// MB at 8 MiB, and 220-300 MB at 12 MiB.
 const (
-	flushEntries  = 65536
-	flushBytes    = 4 << 20
-	flushInterval = 2 * time.Second
+	flushEntries  = 131072
+	flushBytes    = 8 << 20
+	flushInterval = 4 * time.Second
 	hardFactor    = 4
 )
 
