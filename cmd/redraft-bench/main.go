@@ -1,11 +1,12 @@
 // Command redraft-bench measures redraft (or any Redis) from the outside.
 //
 //	redraft-bench pubsub --addrs 127.0.0.1:6379,127.0.0.1:6380,127.0.0.1:6381 \
-//	    --subscribers 100 --rate 1000 --duration 10s [--size 64] [--json]
+//	    --subscribers 100 --rate 1000 --duration 10s [--publishers 1] [--size 64] [--json]
 //
 // pubsub: subscribers are spread round-robin over the nodes, all on one
-// channel; publishers (one pipelined connection per node) send at a fixed
-// rate, open loop, each message to the next node in turn, stamped with its
+// channel; publishers (--publishers pipelined connections per node) send at
+// a fixed rate, open loop, each message to the next connection in turn (so
+// the nodes take turns), stamped with its
 // send time. Publish-to-delivery latency is receive time minus send time, so
 // the subscribers must run on the machine that publishes (one clock). It
 // also checks what every subscriber got: nothing lost, duplicated or out of
@@ -43,6 +44,7 @@ func main() {
 type config struct {
 	addrs       []string
 	subscribers int
+	publishers  int // publishing connections per node
 	rate        int
 	duration    time.Duration
 	warmup      time.Duration
@@ -85,6 +87,7 @@ func pubsub(args []string) error {
 	fs := flag.NewFlagSet("pubsub", flag.ContinueOnError)
 	fs.StringVar(&addrs, "addrs", "127.0.0.1:6379", "comma-separated RESP addresses of the nodes")
 	fs.IntVar(&cfg.subscribers, "subscribers", 100, "subscriber connections, spread over the nodes")
+	fs.IntVar(&cfg.publishers, "publishers", 1, "publishing connections per node, each pipelined")
 	fs.IntVar(&cfg.rate, "rate", 1000, "messages published per second, in total")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to publish")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "leading part of the run left out of the latency figures")
@@ -95,8 +98,8 @@ func pubsub(args []string) error {
 		return err
 	}
 	cfg.addrs = strings.Split(addrs, ",")
-	if cfg.rate <= 0 || cfg.subscribers <= 0 {
-		return errors.New("--rate and --subscribers must be positive")
+	if cfg.rate <= 0 || cfg.subscribers <= 0 || cfg.publishers <= 0 {
+		return errors.New("--rate, --subscribers and --publishers must be positive")
 	}
 	res, err := run(cfg)
 	if err != nil {
@@ -240,7 +243,7 @@ func run(cfg config) (*Result, error) {
 			defer wg.Done()
 			// Messages from one publishing connection keep their order;
 			// across connections the log decides.
-			last := make([]int, len(cfg.addrs))
+			last := make([]int, len(cfg.addrs)*cfg.publishers)
 			for i := range last {
 				last[i] = -1
 			}
@@ -282,10 +285,12 @@ func run(cfg config) (*Result, error) {
 		}(s, conns[i])
 	}
 
-	// Publishers: one pipelined connection per node, open loop.
-	pubs := make([]*conn, len(cfg.addrs))
-	for i, a := range cfg.addrs {
-		c, err := dial(a, cfg.password)
+	// Publishers: --publishers pipelined connections per node, open loop.
+	// A connection's PUBLISHes commit in order, one batch at a time, so with
+	// one connection a slow commit delays the messages queued behind it.
+	pubs := make([]*conn, len(cfg.addrs)*cfg.publishers)
+	for i := range pubs {
+		c, err := dial(cfg.addrs[i%len(cfg.addrs)], cfg.password)
 		if err != nil {
 			return nil, err
 		}
