@@ -6,9 +6,9 @@
 // pubsub: subscribers are spread round-robin over the nodes, all on one
 // channel; publishers (--publishers pipelined connections per node) send at
 // a fixed rate, open loop, each message to the next connection in turn (so
-// the nodes take turns), stamped with its
-// send time. Publish-to-delivery latency is receive time minus send time, so
-// the subscribers must run on the machine that publishes (one clock). It
+// the nodes take turns), stamped with its send time. Publish-to-delivery
+// latency is receive time minus send time, so the subscribers must run on
+// the machine that publishes (one clock). It
 // also checks what every subscriber got: nothing lost, duplicated or out of
 // order.
 package main
