@@ -70,8 +70,9 @@ type FSM struct {
 	applied atomic.Uint64
 	lastNow atomic.Int64
 
-	notifyMu sync.Mutex
-	notify   chan struct{} // closed and replaced whenever applied advances
+	notifyMu    sync.Mutex
+	notify      chan struct{} // closed and replaced whenever applied advances
+	appliedTerm uint64        // the term of the entry at applied, when known (under notifyMu)
 
 	// Hooks lets the node react to effects (pub/sub delivery) once the
 	// entries that produced them have applied.
@@ -277,9 +278,27 @@ func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
-func (f *FSM) advance(idx uint64) {
-	f.applied.Store(idx)
+// Applied returns the index of the last entry applied and its term, 0 when
+// unknown (before the first entry applies after a restart or restore),
+// read together.
+func (f *FSM) Applied() (index, term uint64) {
 	f.notifyMu.Lock()
+	defer f.notifyMu.Unlock()
+	return f.applied.Load(), f.appliedTerm
+}
+
+// Advanced returns a channel that is closed when the applied index next
+// moves.
+func (f *FSM) Advanced() <-chan struct{} {
+	f.notifyMu.Lock()
+	defer f.notifyMu.Unlock()
+	return f.notify
+}
+
+func (f *FSM) advance(idx, term uint64) {
+	f.notifyMu.Lock()
+	f.applied.Store(idx)
+	f.appliedTerm = term
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.notifyMu.Unlock()
@@ -299,13 +318,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	f.throttle()
 	applied := f.applied.Load()
-	last := applied
+	last, lastTerm := applied, uint64(0)
 	var effects []effect
 	for i, l := range logs {
 		if l.Index <= applied {
 			continue // already in the file: a restart replays the log's tail
 		}
-		last = l.Index
+		last, lastTerm = l.Index, l.Term
 		var r Run
 		var err error
 		if l.Type == raft.LogCommand {
@@ -343,7 +362,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	// reading (any read mode, on this node) must see every write ordered
 	// before the message. Linearizable reads would wait for the index
 	// anyway; stale reads would not.
-	f.advance(last)
+	if last > applied {
+		f.advance(last, lastTerm)
+	}
 	for _, e := range effects {
 		e.deliver(f)
 	}
@@ -451,7 +472,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.loadMeta(); err != nil {
 		return err
 	}
-	f.advance(f.applied.Load())
+	f.advance(f.applied.Load(), 0)
 	return nil
 }
 

@@ -69,6 +69,7 @@ type Node struct {
 	fsm   *fsm.FSM
 	store logStore
 	mux   *mux
+	trans *trackingTransport // raft's, watching followers' acknowledgements (commits.go)
 	pool  *pool
 	fwd   *forwarder
 	prop  *proposer
@@ -191,12 +192,12 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	n.trans = newTrackingTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, advertise: advertise},
 		MaxPool: 8,
 		Timeout: 10 * time.Second,
 		Logger:  hlog,
-	})
+	}))
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -206,8 +207,8 @@ func (n *Node) start() error {
 	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
 	// Followers learn the commit index from the next AppendEntries; a short
 	// commit timeout bounds how long a follower's read barrier waits for it
-	// when the cluster is idle (the leader's nudges, nudge.go, cover the
-	// last write before a quiet gap).
+	// when the cluster is idle (the leader tells them at quiet points,
+	// commits.go).
 	rc.CommitTimeout = cfg.CommitTimeout
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
@@ -237,14 +238,14 @@ func (n *Node) start() error {
 		for _, p := range peers {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
 		}
-		if err := raft.BootstrapCluster(rc, n.store, n.store, snaps, trans, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, n.store, n.store, snaps, n.trans, conf); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
 	// The leader reads every entry back from the log store to replicate it,
 	// followers to apply it: recent entries stay in memory (logcache.go).
 	logs := newLogCache(n.store, 512, 4<<20)
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, trans)
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
 	return err
 }
 
@@ -300,7 +301,7 @@ func (n *Node) watchLeadership() {
 			sweeping = make(chan struct{})
 			n.wg.Add(2)
 			go n.sweepExpired(sweeping)
-			go n.nudgeCommits(sweeping)
+			go n.tellCommits(sweeping)
 		}
 	}
 }

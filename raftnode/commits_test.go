@@ -15,10 +15,11 @@ import (
 )
 
 // A lone write reaches the followers' FSMs without waiting for raft's
-// CommitTimeout: the leader nudges the commit index out with a no-op. The
-// cluster runs with a CommitTimeout of an hour, so without the nudge the
-// followers would not learn of these commits during the test at all.
-func TestNudgeCarriesCommitToFollowers(t *testing.T) {
+// CommitTimeout, and without a log entry of its own: the leader tells the
+// followers the commit index (commits.go). The cluster runs with a
+// CommitTimeout of an hour, so without that the followers would not learn
+// of these commits during the test at all.
+func TestLeaderTellsFollowersCommits(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(id string, peers []Peer) *Node {
 		n, err := Open(Config{
@@ -47,8 +48,9 @@ func TestNudgeCarriesCommitToFollowers(t *testing.T) {
 		}
 	}
 
-	// Lone writes in turn: each needs a nudge of its own, after the nudge
-	// of the one before. A stale read on each follower must then see it.
+	// Lone writes in turn: each needs telling of its own. A stale read on
+	// each follower must then see it, and the log must hold nothing after
+	// it.
 	for i := 0; i < 3; i++ {
 		key, val := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
 		e := fsm.Entry{Now: leader.now(), Args: [][]byte{[]byte("SET"), []byte(key), []byte(val)}}
@@ -67,6 +69,9 @@ func TestNudgeCarriesCommitToFollowers(t *testing.T) {
 			if got, want := string(f.Query(0, f.readClock(), [][]byte{[]byte("GET"), []byte(key)})), fmt.Sprintf("$2\r\n%s\r\n", val); got != want {
 				t.Fatalf("GET %s on n%d = %q, want %q", key, j+2, got, want)
 			}
+		}
+		if last := leader.raft.LastIndex(); last != idx {
+			t.Fatalf("write %d at index %d, but the log runs to %d: telling the commit appended entries", i, idx, last)
 		}
 	}
 }
