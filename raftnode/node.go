@@ -271,8 +271,8 @@ func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
 
 // watchLeadership runs while the node lives: on gaining leadership it
 // commits a barrier (so its commit index covers every earlier term) before
-// serving reads, and it runs the expiry sweeper and the commit nudger
-// while it leads.
+// serving reads, and while it leads it runs the expiry sweeper and tells
+// followers of commits at quiet points (commits.go).
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
 	var sweeping chan struct{}
