@@ -239,14 +239,11 @@ func (f *FSM) Close() error {
 	close(f.stopping)
 	<-f.stopped
 	f.flush()
-	var err error
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if derr := setDirty(f.db, false); err == nil {
-		err = derr
-	}
+	err := setDirty(f.db, false)
 	if cerr := f.db.Close(); err == nil {
 		err = cerr
 	}
@@ -311,8 +308,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // ApplyBatch implements raft.BatchingFSM: the entries apply to the active
 // layer in memory, one reply (RESP bytes) per entry, or a slice of them for
-// a Run; the flusher writes them
-// to bbolt later (flush.go). A crash before that loses nothing: the file's
+// a Run; the flusher writes them to bbolt later (flush.go). A crash before that loses nothing: the file's
 // applied index says where the log must be replayed from.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))

@@ -173,13 +173,8 @@ func (c *Ctx) flush(db int) {
 	saved := c.DB
 	c.DB = db
 	defer func() { c.DB = saved }()
-	var keys [][]byte
-	cur := c.v.cursor(c.dbBucket())
-	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-		keys = append(keys, append([]byte(nil), k[1:]...))
-	}
-	for _, k := range keys {
-		c.del(k)
+	for _, k := range c.v.keys(c.dbBucket()) {
+		c.del(k[1:]) // past keyPrefix
 	}
 }
 

@@ -258,6 +258,17 @@ func (v *view) cursor(b bucketID) *cursor {
 	return c
 }
 
+// keys returns every key in bucket b, copied, so that the caller may
+// change the bucket while going through them.
+func (v *view) keys(b bucketID) [][]byte {
+	var out [][]byte
+	cur := v.cursor(b)
+	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+		out = append(out, append([]byte(nil), k...))
+	}
+	return out
+}
+
 // layerIter walks one layer's sorted keys.
 type layerIter struct {
 	l    *layer

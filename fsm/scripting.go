@@ -131,12 +131,7 @@ func cmdScript(c *Ctx, args [][]byte) {
 			c.out = AppendError(c.out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option")
 			return
 		}
-		var shas [][]byte
-		cur := c.v.cursor(bucketIDScripts)
-		for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-			shas = append(shas, append([]byte(nil), k...))
-		}
-		for _, sha := range shas {
+		for _, sha := range c.v.keys(bucketIDScripts) {
 			c.v.delete(bucketIDScripts, sha)
 		}
 		c.out = AppendStatus(c.out, "OK")
