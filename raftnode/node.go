@@ -181,7 +181,7 @@ func (n *Node) start() error {
 		return err
 	}
 	n.fsm.QuietThrough(last)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	snaps, err := newSnapshotStore(cfg.DataDir, 2, hlog)
 	if err != nil {
 		return err
 	}
@@ -252,7 +252,7 @@ func (n *Node) start() error {
 // catchUpFromSnapshot restores the FSM file from the newest snapshot when
 // the file is behind it: after it was lost or damaged, the log alone may no
 // longer reach back far enough.
-func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
+func (n *Node) catchUpFromSnapshot(snaps raft.SnapshotStore) error {
 	list, err := snaps.List()
 	if err != nil || len(list) == 0 {
 		return err

@@ -1,0 +1,79 @@
+package raftnode
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// snapshotSyncBytes is how much of a snapshot may sit in the page cache
+// before it is pushed to disk.
+//
+// raft's file snapshot store syncs a snapshot once, when it closes it. The
+// snapshot is a copy of the whole FSM file (hundreds of megabytes), so that
+// one sync hands the disk all of it at once, and every log fsync queued
+// behind it waits: with a 240 MB FSM, a publish's p99 went from 19 to
+// 130 ms while the three nodes snapshotted, and to 34–44 ms syncing every
+// 256 KiB to 1 MiB. Syncing as it goes keeps at most this much ahead of a
+// log fsync.
+const snapshotSyncBytes = 256 << 10
+
+// syncingSnapshots is raft's file snapshot store with snapshots written to
+// disk as they are written rather than at the end.
+type syncingSnapshots struct {
+	*raft.FileSnapshotStore
+	dir string // where FileSnapshotStore keeps them: <data dir>/snapshots
+}
+
+func newSnapshotStore(dataDir string, retain int, logger hclog.Logger) (*syncingSnapshots, error) {
+	store, err := raft.NewFileSnapshotStoreWithLogger(dataDir, retain, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &syncingSnapshots{FileSnapshotStore: store, dir: filepath.Join(dataDir, "snapshots")}, nil
+}
+
+// Create opens a second handle on the state file the store just created
+// (its layout, <id>.tmp/state.bin, is FileSnapshotStore's), to sync it.
+// Were the layout ever different, snapshots would still be written, synced
+// once at the end as before.
+func (s *syncingSnapshots) Create(version raft.SnapshotVersion, index, term uint64,
+	configuration raft.Configuration, configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, sink.ID()+".tmp", "state.bin"), os.O_WRONLY, 0)
+	if err != nil {
+		return sink, nil
+	}
+	return &syncingSink{SnapshotSink: sink, file: f}, nil
+}
+
+type syncingSink struct {
+	raft.SnapshotSink
+	file     *os.File
+	unsynced int
+}
+
+func (s *syncingSink) Write(p []byte) (int, error) {
+	n, err := s.SnapshotSink.Write(p)
+	s.unsynced += n
+	if err == nil && s.unsynced >= snapshotSyncBytes {
+		s.unsynced = 0
+		err = s.file.Sync()
+	}
+	return n, err
+}
+
+func (s *syncingSink) Close() error {
+	s.file.Close()
+	return s.SnapshotSink.Close()
+}
+
+func (s *syncingSink) Cancel() error {
+	s.file.Close()
+	return s.SnapshotSink.Cancel()
+}
