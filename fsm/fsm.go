@@ -251,6 +251,18 @@ func (f *FSM) Close() error {
 	return err
 }
 
+// SnapshotSize is how many bytes a snapshot would copy now: the pages in
+// use, which is less than the file's size (bbolt grows it ahead of them).
+func (f *FSM) SnapshotSize() (size uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.db.View(func(tx *bolt.Tx) error {
+		size = uint64(tx.Size())
+		return nil
+	})
+	return size
+}
+
 // AppliedIndex is the index of the last log entry applied.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 

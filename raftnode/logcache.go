@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -18,6 +19,8 @@ import (
 type logCache struct {
 	raft.LogStore
 	maxBytes int
+
+	appended atomic.Uint64 // bytes of entry data stored since the process started
 
 	mu     sync.RWMutex
 	ring   []*raft.Log // entry i at ring[i%len(ring)]
@@ -49,6 +52,11 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	if err := c.LogStore.StoreLogs(logs); err != nil {
 		return err
 	}
+	var size uint64
+	for _, l := range logs {
+		size += uint64(len(l.Data))
+	}
+	c.appended.Add(size)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := uint64(len(c.ring))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,8 +56,9 @@ type Config struct {
 	ElectionWait      time.Duration // how long commands wait for a leader
 	ElectionTimeout   time.Duration // Raft heartbeat and election timeout
 	CommitTimeout     time.Duration // Raft's CommitTimeout; 0 = 5 ms
-	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64        // log entries that make a snapshot due (snapshots.go)
+	SnapshotLogBytes  uint64        // the least log bytes that make one due
+	SnapshotInterval  time.Duration // how often to check
 	TrailingLogs      uint64
 	Logger            *slog.Logger
 }
@@ -69,6 +71,8 @@ type Node struct {
 	fsm   *fsm.FSM
 	store logStore
 	mux   *mux
+	logs  *logCache // the log store as raft sees it
+	snaps raft.SnapshotStore
 	trans *trackingTransport // raft's, watching followers' acknowledgements (commits.go)
 	pool  *pool
 	fwd   *forwarder
@@ -102,6 +106,15 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.CommitTimeout == 0 {
 		cfg.CommitTimeout = 5 * time.Millisecond
 	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 1 << 18
+	}
+	if cfg.SnapshotLogBytes == 0 {
+		cfg.SnapshotLogBytes = 64 << 20
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -133,9 +146,10 @@ func Open(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.watchLeaderChanges()
+	go n.snapshotWhenDue()
 	return n, nil
 }
 
@@ -185,6 +199,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	n.snaps = snaps
 	if err := n.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
@@ -215,12 +230,9 @@ func (n *Node) start() error {
 	// The FSM is persistent and knows its applied index: raft must not
 	// reload a snapshot over it on every start.
 	rc.NoSnapshotRestoreOnStart = true
-	if cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = cfg.SnapshotThreshold
-	}
-	if cfg.SnapshotInterval > 0 {
-		rc.SnapshotInterval = cfg.SnapshotInterval
-	}
+	// Snapshots are taken when snapshotWhenDue says so; raft's own trigger,
+	// which counts entries only, never fires.
+	rc.SnapshotThreshold = math.MaxUint64
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
@@ -244,8 +256,8 @@ func (n *Node) start() error {
 	}
 	// The leader reads every entry back from the log store to replicate it,
 	// followers to apply it: recent entries stay in memory (logcache.go).
-	logs := newLogCache(n.store, 512, 4<<20)
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
+	n.logs = newLogCache(n.store, 512, 4<<20)
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.store, snaps, n.trans)
 	return err
 }
 

@@ -55,15 +55,15 @@ func main() {
 }
 
 type options struct {
-	id, addr, raftAddr, dataDir, initialCluster     string
-	httpAddr, logStore                              string
-	reads, requirePass, protectedMode, logLevel     string
-	electionWait, electionTimeout, snapshotInterval time.Duration
-	snapshotThreshold, trailingLogs                 uint64
-	maxClients, walSegmentSize                      int
-	maxBulkLen, luaMaxSteps, luaMaxMemory           int64
-	pubsubHard, pubsubSoft                          int64 // pub/sub output buffer limits
-	pubsubSoftTime                                  time.Duration
+	id, addr, raftAddr, dataDir, initialCluster       string
+	httpAddr, logStore                                string
+	reads, requirePass, protectedMode, logLevel       string
+	electionWait, electionTimeout, snapshotInterval   time.Duration
+	snapshotThreshold, snapshotLogBytes, trailingLogs uint64
+	maxClients, walSegmentSize                        int
+	maxBulkLen, luaMaxSteps, luaMaxMemory             int64
+	pubsubHard, pubsubSoft                            int64 // pub/sub output buffer limits
+	pubsubSoftTime                                    time.Duration
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -85,7 +85,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.electionWait, "election-wait", 5*time.Second, "how long commands wait for a leader before failing")
 	fs.DurationVar(&o.electionTimeout, "election-timeout", 400*time.Millisecond, "Raft heartbeat/election timeout")
-	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 1<<18, "log entries since the last snapshot that make one due")
+	fs.Uint64Var(&o.snapshotLogBytes, "snapshot-log-bytes", 64<<20, "log bytes since the last snapshot that make one due, once they also exceed the state file's size")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.IntVar(&o.maxClients, "maxclients", 10000, "maximum client connections")
@@ -196,7 +197,7 @@ func serve(args []string) error {
 		ID: o.id, RaftBind: o.raftAddr, Advertise: advertise, DataDir: o.dataDir, LogStore: o.logStore, WALSegmentSize: o.walSegmentSize,
 		InitialCluster: peers, RESPAddr: srv.Addr().String(), Reads: mode,
 		ElectionWait: o.electionWait, ElectionTimeout: o.electionTimeout,
-		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval, TrailingLogs: o.trailingLogs, Logger: log,
+		SnapshotThreshold: o.snapshotThreshold, SnapshotLogBytes: o.snapshotLogBytes, SnapshotInterval: o.snapshotInterval, TrailingLogs: o.trailingLogs, Logger: log,
 	})
 	if err != nil {
 		srv.Close()

@@ -1,0 +1,127 @@
+package raftnode
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// The store must find the file raft's store writes, so that it syncs as it
+// goes, and what it writes must read back whole.
+func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
+	store, err := newSnapshotStore(t.TempDir(), 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("")
+	create := func(index uint64) raft.SnapshotSink {
+		t.Helper()
+		sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := sink.(*syncingSink); !ok {
+			t.Fatalf("Create returned %T: raft's snapshot store no longer keeps the layout this store expects", sink)
+		}
+		return sink
+	}
+
+	want := bytes.Repeat([]byte("0123456789abcdef"), 3*snapshotSyncBytes/16+1000)
+	sink := create(10)
+	for rest := want; len(rest) > 0; {
+		n := min(len(rest), 32<<10)
+		if _, err := sink.Write(rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if s := sink.(*syncingSink); s.unsynced >= snapshotSyncBytes {
+		t.Fatalf("%d bytes written since the last sync", s.unsynced)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cancelled := create(20)
+	if _, err := cancelled.Write([]byte("half")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cancelled.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+
+	list, err := store.List()
+	if err != nil || len(list) != 1 || list[0].Index != 10 {
+		t.Fatalf("List() = %v, %v; want the one closed snapshot at index 10", list, err)
+	}
+	_, rc, err := store.Open(list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, wrote %d", len(got), len(want))
+	}
+}
+
+func TestSnapshotDue(t *testing.T) {
+	const maxEntries, minBytes = 1000, 64 << 20
+	for _, c := range []struct {
+		entries, logBytes, fsmBytes uint64
+		due                         bool
+	}{
+		{entries: 999, logBytes: 10 << 20, fsmBytes: 1 << 20, due: false},   // small log, small FSM
+		{entries: 1000, logBytes: 10 << 20, fsmBytes: 1 << 20, due: true},   // entries alone
+		{entries: 10, logBytes: 64 << 20, fsmBytes: 1 << 20, due: true},     // the byte floor
+		{entries: 10, logBytes: 100 << 20, fsmBytes: 240 << 20, due: false}, // a log smaller than the copy it would buy
+		{entries: 10, logBytes: 240 << 20, fsmBytes: 240 << 20, due: true},
+	} {
+		if got := snapshotDue(c.entries, c.logBytes, c.fsmBytes, maxEntries, minBytes); got != c.due {
+			t.Errorf("snapshotDue(entries %d, log %d, fsm %d) = %v, want %v", c.entries, c.logBytes, c.fsmBytes, got, c.due)
+		}
+	}
+}
+
+// A node whose log outgrows its FSM file takes a snapshot and compacts the
+// log, though the entries are far below the entry threshold (raft's own
+// trigger, which counts entries only, is off).
+func TestLogBytesMakeASnapshotDue(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := Open(Config{
+		ID: "n1", RaftBind: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet,
+		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	value := bytes.Repeat([]byte("v"), 4<<10)
+	for i := 0; n.logs.appended.Load() <= 2*max(64<<10, n.fsm.SnapshotSize()); i++ {
+		if i > 10000 {
+			t.Fatalf("%d writes and the log (%d bytes) has not outgrown the FSM file (%d bytes)", i, n.logs.appended.Load(), n.fsm.SnapshotSize())
+		}
+		r := n.Write(0, [][][]byte{{[]byte("SET"), []byte(fmt.Sprintf("k%d", i)), value}})
+		if string(r[0]) != "+OK\r\n" {
+			t.Fatalf("SET: %q", r[0])
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for n.Status().FirstIndex <= 1 {
+		if time.Now().After(deadline) {
+			list, _ := n.snaps.List()
+			t.Fatalf("no compaction: %d snapshots, log %d..%d, %d bytes written, FSM file %d bytes",
+				len(list), n.Status().FirstIndex, n.Status().LastIndex, n.logs.appended.Load(), n.fsm.SnapshotSize())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
