@@ -35,7 +35,25 @@ func newSnapshotStore(dataDir string, retain int, logger hclog.Logger) (*syncing
 	if err != nil {
 		return nil, err
 	}
-	return &syncingSnapshots{FileSnapshotStore: store, dir: filepath.Join(dataDir, "snapshots")}, nil
+	s := &syncingSnapshots{FileSnapshotStore: store, dir: filepath.Join(dataDir, "snapshots")}
+	return s, s.removeUnfinished()
+}
+
+// removeUnfinished deletes snapshots left half-written by a process that
+// died writing them (<id>.tmp). raft's store skips them but never deletes
+// them, and each is up to a copy of the whole FSM. Called before raft
+// starts, when none can be in progress.
+func (s *syncingSnapshots) removeUnfinished() error {
+	dirs, err := filepath.Glob(filepath.Join(s.dir, "*.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Create opens a second handle on the state file the store just created
@@ -117,7 +135,8 @@ func (n *Node) snapshotWhenDue() {
 		if idx := latest(); idx != since {
 			since, bytesThen = idx, logs.appended.Load()
 		}
-		entries := n.raft.LastIndex() - min(since, n.raft.LastIndex())
+		last := n.raft.LastIndex()
+		entries := last - min(since, last)
 		if !snapshotDue(entries, logs.appended.Load()-bytesThen, n.fsm.SnapshotSize(), n.cfg.SnapshotThreshold, n.cfg.SnapshotLogBytes) {
 			continue
 		}

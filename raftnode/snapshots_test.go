@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,6 +72,44 @@ func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes, wrote %d", len(got), len(want))
+	}
+}
+
+// A snapshot left half-written by a killed process is deleted when the
+// store opens again; finished ones stay.
+func TestUnfinishedSnapshotsAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	store, err := newSnapshotStore(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("")
+	for _, index := range []uint64{10, 20} {
+		sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Write([]byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if index == 10 {
+			if err := sink.Close(); err != nil {
+				t.Fatal(err)
+			}
+		} // index 20 is left as a killed process leaves it
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(tmp) != 1 {
+		t.Fatalf("before reopening: %d unfinished snapshots, want 1", len(tmp))
+	}
+	store, err = newSnapshotStore(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(tmp) != 0 {
+		t.Fatalf("after reopening: %v left", tmp)
+	}
+	if list, err := store.List(); err != nil || len(list) != 1 || list[0].Index != 10 {
+		t.Fatalf("List() = %v, %v; want the finished snapshot at index 10", list, err)
 	}
 }
 
