@@ -112,7 +112,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.SnapshotLogBytes == 0 {
 		cfg.SnapshotLogBytes = 64 << 20
 	}
-	if cfg.SnapshotInterval == 0 {
+	if cfg.SnapshotInterval <= 0 {
 		cfg.SnapshotInterval = 30 * time.Second
 	}
 	if cfg.Logger == nil {
