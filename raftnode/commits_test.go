@@ -3,9 +3,6 @@ package raftnode
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,17 +17,8 @@ import (
 // CommitTimeout of an hour, so without that the followers would not learn
 // of these commits during the test at all.
 func TestLeaderTellsFollowersCommits(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(id string, peers []Peer) *Node {
-		n, err := Open(Config{
-			ID: id, RaftBind: "127.0.0.1:0", DataDir: filepath.Join(t.TempDir(), id),
-			InitialCluster: peers, ElectionWait: 30 * time.Second, CommitTimeout: time.Hour, Logger: quiet,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
+		return openTestNode(t, Config{ID: id, InitialCluster: peers, CommitTimeout: time.Hour})
 	}
 	// Ports are picked by the OS, so peers cannot be named up front: n1
 	// bootstraps alone and the others start from the same one-server

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -135,15 +134,9 @@ func TestSnapshotDue(t *testing.T) {
 // log, though the entries are far below the entry threshold (raft's own
 // trigger, which counts entries only, is off).
 func TestLogBytesMakeASnapshotDue(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := Open(Config{
-		ID: "n1", RaftBind: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet,
+	n := openTestNode(t, Config{
 		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
 	value := bytes.Repeat([]byte("v"), 4<<10)
 	for i := 0; n.logs.appended.Load() <= 2*max(64<<10, n.fsm.SnapshotSize()); i++ {
 		if i > 10000 {
