@@ -12,25 +12,35 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The store must find the file raft's store writes, so that it syncs as it
-// goes, and what it writes must read back whole.
-func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
-	store, err := newSnapshotStore(t.TempDir(), 2, hclog.NewNullLogger())
+func openSnapshotStore(t *testing.T, dir string) *syncingSnapshots {
+	t.Helper()
+	store, err := newSnapshotStore(dir, 2, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store
+}
+
+// createSnapshot starts a snapshot at index, checking that the store found
+// the file raft's store writes (so that it syncs as it goes).
+func createSnapshot(t *testing.T, store *syncingSnapshots, index uint64) *syncingSink {
+	t.Helper()
 	_, trans := raft.NewInmemTransport("")
-	create := func(index uint64) raft.SnapshotSink {
-		t.Helper()
-		sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := sink.(*syncingSink); !ok {
-			t.Fatalf("Create returned %T: raft's snapshot store no longer keeps the layout this store expects", sink)
-		}
-		return sink
+	sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
+	if err != nil {
+		t.Fatal(err)
 	}
+	s, ok := sink.(*syncingSink)
+	if !ok {
+		t.Fatalf("Create returned %T: raft's snapshot store no longer keeps the layout this store expects", sink)
+	}
+	return s
+}
+
+// A snapshot is synced as it is written, and reads back whole.
+func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
+	store := openSnapshotStore(t, t.TempDir())
+	create := func(index uint64) *syncingSink { return createSnapshot(t, store, index) }
 
 	want := bytes.Repeat([]byte("0123456789abcdef"), 3*snapshotSyncBytes/16+1000)
 	sink := create(10)
@@ -41,8 +51,8 @@ func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
 		}
 		rest = rest[n:]
 	}
-	if s := sink.(*syncingSink); s.unsynced >= snapshotSyncBytes {
-		t.Fatalf("%d bytes written since the last sync", s.unsynced)
+	if sink.unsynced >= snapshotSyncBytes {
+		t.Fatalf("%d bytes written since the last sync", sink.unsynced)
 	}
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
@@ -78,16 +88,9 @@ func TestSnapshotsAreSyncedAsTheyAreWritten(t *testing.T) {
 // store opens again; finished ones stay.
 func TestUnfinishedSnapshotsAreRemoved(t *testing.T) {
 	dir := t.TempDir()
-	store, err := newSnapshotStore(dir, 2, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, trans := raft.NewInmemTransport("")
+	store := openSnapshotStore(t, dir)
 	for _, index := range []uint64{10, 20} {
-		sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, trans)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sink := createSnapshot(t, store, index)
 		if _, err := sink.Write([]byte("state")); err != nil {
 			t.Fatal(err)
 		}
@@ -100,10 +103,7 @@ func TestUnfinishedSnapshotsAreRemoved(t *testing.T) {
 	if tmp, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(tmp) != 1 {
 		t.Fatalf("before reopening: %d unfinished snapshots, want 1", len(tmp))
 	}
-	store, err = newSnapshotStore(dir, 2, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store = openSnapshotStore(t, dir)
 	if tmp, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(tmp) != 0 {
 		t.Fatalf("after reopening: %v left", tmp)
 	}
