@@ -3,6 +3,7 @@ package lua
 import (
 	"hash/maphash"
 	"maps"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -118,6 +119,7 @@ func (c shapeCache) appendCached(dst []glua.LValue, h uint64, keys []glua.LValue
 	if sh == nil || sh.perm == nil {
 		return dst, false
 	}
+	dst = slices.Grow(dst, len(sh.perm))
 	for _, i := range sh.perm {
 		dst = append(dst, keys[i])
 	}
