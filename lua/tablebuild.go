@@ -18,7 +18,8 @@ import (
 
 // buildRecord returns a table holding keys[i] = vals[i], assigned in that
 // order: what CreateTable(0, len(keys)) followed by RawSetString(keys[i],
-// vals[i]) for each i gives, duplicates and nil values included.
+// vals[i]) for each i gives, duplicate keys included. vals holds no nil:
+// its one caller, cjson.decode, decodes null as cjson.null.
 func (e *engine) buildRecord(L *glua.LState, a *arena, keys []string, vals []glua.LValue) *glua.LTable {
 	n := len(keys)
 	if !tableBuildOK {
@@ -32,39 +33,22 @@ func (e *engine) buildRecord(L *glua.LState, a *arena, keys []string, vals []glu
 	if n == 0 {
 		return t // CreateTable(0, 0) allocates no hash part
 	}
-	if !hasNil(vals) {
-		if sh := e.recordShape(keys); sh != nil {
-			fromShape(t, sh, keys, vals)
-			return t
-		}
+	if sh := e.recordShape(keys); sh != nil {
+		fromShape(t, sh, keys, vals)
+		return t
 	}
 	sd := make(map[string]glua.LValue, n)
 	ks := make([]glua.LValue, 0, n)
 	k2i := make(map[glua.LValue]int, n)
-	deleted := false
 	for i, k := range keys {
-		v := vals[i]
-		if v == glua.LNil {
-			// RawSetString deletes from strdict only; the key, if
-			// recorded, stays in keys and k2i.
-			delete(sd, k)
-			deleted = true
-			continue
-		}
 		before := len(sd)
-		sd[k] = v
-		if !deleted && len(sd) == before {
+		sd[k] = vals[i]
+		if len(sd) == before {
 			continue // a duplicate key: RawSetString only replaces the value
 		}
 		// Boxed once, shared by keys and k2i (RawSetString boxes it anew
 		// for each use).
 		lk := a.str(k)
-		if deleted {
-			// strdict no longer tells which keys were recorded.
-			if _, ok := k2i[lk]; ok {
-				continue
-			}
-		}
 		k2i[lk] = len(ks)
 		ks = append(ks, lk)
 	}
@@ -79,15 +63,6 @@ func setRecord(t *glua.LTable, sd map[string]glua.LValue, keys []glua.LValue, k2
 	*(*map[string]glua.LValue)(unsafe.Add(p, offTStrdict)) = sd
 	*(*[]glua.LValue)(unsafe.Add(p, offTKeys)) = keys
 	*(*map[glua.LValue]int)(unsafe.Add(p, offTK2i)) = k2i
-}
-
-func hasNil(vals []glua.LValue) bool {
-	for _, v := range vals {
-		if v == glua.LNil {
-			return true
-		}
-	}
-	return false
 }
 
 // buildArray returns a table holding vals[i] at index i+1: what
