@@ -172,8 +172,7 @@ func (e *engine) cjEncode(L *glua.LState) int {
 		e.encBuf = enc.b[:0]
 	}
 	if cap(enc.keys) <= maxKeptStack {
-		clear(enc.keys[:cap(enc.keys)]) // hold no values between calls
-		e.encKeys = enc.keys[:0]
+		e.encKeys = enc.keys[:0] // empty: table clears what it pops
 	}
 	return 1
 }
@@ -247,11 +246,15 @@ func (enc *jsonEncoder) number(v glua.LNumber) {
 // not excessively sparse), an object otherwise.
 func (enc *jsonEncoder) table(t *glua.LTable, depth int) {
 	// keys live on enc.keys above the enclosing tables' keys, and are
-	// popped on return; nested tables may move enc.keys, not keys.
+	// popped (and cleared, to hold no values between calls) on return;
+	// nested tables may move enc.keys, not keys.
 	var keys []glua.LValue
 	haveKeys := false
 	base := len(enc.keys)
-	defer func() { enc.keys = enc.keys[:base] }()
+	defer func() {
+		clear(enc.keys[base:])
+		enc.keys = enc.keys[:base]
+	}()
 	order := func() {
 		enc.keys = enc.e.appendTableOrder(enc.keys, t)
 		keys, haveKeys = enc.keys[base:], true

@@ -432,7 +432,8 @@ func (p *jsonParser) pop(nkeys, nvals int) {
 	p.keys = p.keys[:nkeys]
 }
 
-// maxKeptStack bounds the stacks an engine keeps between decodes.
+// maxKeptStack bounds the stacks an engine keeps between cjson calls (the
+// decoder's and the encoder's).
 const maxKeptStack = 4096
 
 // release hands the (empty) stacks back to the engine. After an error they
