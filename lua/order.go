@@ -294,12 +294,20 @@ func (m *ltable) find(k glua.LValue, h uint32, mod bool) int {
 
 // set is luaH_set with a non-nil value.
 func (m *ltable) set(k glua.LValue) {
-	if i := arrayIndex(k); i > 0 && i <= m.sizearray {
-		m.array[i-1] = true
+	if m.setArray(k) {
 		return
 	}
 	h, mod := m.keyHash(k)
 	m.setHashed(k, h, mod)
+}
+
+// setArray sets k in the array part, if it belongs there.
+func (m *ltable) setArray(k glua.LValue) bool {
+	if i := arrayIndex(k); i > 0 && i <= m.sizearray {
+		m.array[i-1] = true
+		return true
+	}
+	return false
 }
 
 func (m *ltable) setHashed(k glua.LValue, h uint32, mod bool) {
@@ -351,9 +359,7 @@ func (m *ltable) newKey(k glua.LValue, h uint32, mod bool) {
 		f := m.getFreePos()
 		if m.dummy || f < 0 {
 			m.rehash(k)
-			if i := arrayIndex(k); i > 0 && i <= m.sizearray {
-				m.array[i-1] = true
-			} else {
+			if !m.setArray(k) {
 				m.setHashed(k, h, mod)
 			}
 			return
@@ -442,12 +448,8 @@ func (m *ltable) resize(nasize, nhsize int) {
 	}
 	if !oldDummy {
 		for i := len(oldNode) - 1; i >= 0; i-- {
-			if n := oldNode[i]; n.key != nil && n.live {
-				if ai := arrayIndex(n.key); ai > 0 && ai <= m.sizearray {
-					m.array[ai-1] = true
-				} else {
-					m.setHashed(n.key, n.h, n.mod)
-				}
+			if n := oldNode[i]; n.key != nil && n.live && !m.setArray(n.key) {
+				m.setHashed(n.key, n.h, n.mod)
 			}
 		}
 	}
