@@ -47,7 +47,7 @@ var (
 	offTKeys  uintptr // LTable.keys ([]LValue)
 
 	// LTable.strdict (map[string]LValue) and LTable.k2i (map[LValue]int),
-	// written together with array and keys by buildTable; optional.
+	// written together with array and keys by buildRecord; optional.
 	offTStrdict  uintptr
 	offTK2i      uintptr
 	tableBuildOK bool
@@ -115,9 +115,10 @@ func computeLayout() bool {
 	return true
 }
 
-// computeTableBuild checks the LTable fields buildTable writes: their
-// exact types, and that these are all of gopher-lua's table state besides
-// Metatable and dict (so a table built with them is a complete one).
+// computeTableBuild checks the LTable fields buildRecord and buildArray
+// write: their exact types, and that these are all of gopher-lua's table
+// state besides Metatable and dict (so a table built with them is a
+// complete one).
 func computeTableBuild(tt reflect.Type) bool {
 	var ok [2]bool
 	var sdT, k2iT reflect.Type

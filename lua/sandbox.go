@@ -61,7 +61,8 @@ func newEngine() *engine {
 	e.gMeta.Metatable = e.roMeta
 	e.gMeta.RawSetString("__index", L.NewFunction(e.undeclaredGlobal))
 
-	// Pick the gopher-lua base functions we keep as they are.
+	// The gopher-lua base functions we keep, behind Lua 5.1's argument
+	// checks (type and select are replaced: see checkedBase).
 	glua.OpenBase(L)
 	base := L.G.Global
 	G := L.NewTable()
@@ -166,8 +167,9 @@ func (e *engine) register(t *glua.LTable, fns map[string]glua.LGFunction) {
 }
 
 // checkedBase puts Lua 5.1's argument checks in front of a gopher-lua base
-// function, or replaces it (type, select) with the package's own. gopher-lua's own errors carry the position of the Lua code
-// nearest the call even when pcall called the function directly, where
+// function, or replaces it (type, select) with the package's own.
+// gopher-lua's own errors carry the position of the Lua code nearest the
+// call even when pcall called the function directly, where
 // luaL_argerror's luaL_where finds a C caller and adds none: Redis answers
 // pcall(type) with "bad argument #1 to '?' (value expected)".
 func checkedBase(name string, fn glua.LGFunction) glua.LGFunction {

@@ -34,9 +34,6 @@ func tableState(t *glua.LTable) string {
 }
 
 func TestBuildRecordMatchesRawSet(t *testing.T) {
-	if !tableBuildOK || !boxOK {
-		t.Fatal("gopher-lua's table layout changed: update layout.go / tablebuild.go")
-	}
 	e := newEngine()
 	L := e.L
 	rng := rand.New(rand.NewSource(1))
@@ -150,7 +147,7 @@ func TestArenaValues(t *testing.T) {
 	if a.num(7) != glua.LNumber(7) || a.num(127.5) != glua.LNumber(127.5) || a.num(-3) != glua.LNumber(-3) {
 		t.Fatal("small numbers")
 	}
-	if len(a.strs) > maxChunk || cap(a.tabs) > maxChunk {
+	if cap(a.strs) > maxChunk || cap(a.nums) > maxChunk {
 		t.Fatal("chunks not bounded")
 	}
 }
