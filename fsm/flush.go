@@ -17,7 +17,10 @@ import (
 // raft compacts only behind its snapshots.
 //
 // A flush starts when the active layer reaches flushEntries or flushBytes,
-// or flushInterval after the last one. While one runs, a layer that grows
+// or flushInterval after the last one, each scaled by a random factor in
+// [0.5, 1) (per layer for the sizes, per wait for the interval: see
+// jitter), so the nodes, which apply the same entries, do not all flush at
+// once. While one runs, a layer that grows
 // past hardFactor times those limits makes the apply goroutine wait for it
 // and flush in turn, which bounds memory when the disk is slower than the
 // log.

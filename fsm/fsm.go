@@ -273,9 +273,7 @@ func (f *FSM) LastNow() int64 { return f.lastNow.Load() }
 // WaitApplied blocks until the FSM has applied index idx or ctx ends.
 func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
 	for {
-		f.notifyMu.Lock()
-		ch := f.notify
-		f.notifyMu.Unlock()
+		ch := f.Advanced()
 		if f.applied.Load() >= idx {
 			return nil
 		}
@@ -320,8 +318,9 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // ApplyBatch implements raft.BatchingFSM: the entries apply to the active
 // layer in memory, one reply (RESP bytes) per entry, or a slice of them for
-// a Run; the flusher writes them to bbolt later (flush.go). A crash before that loses nothing: the file's
-// applied index says where the log must be replayed from.
+// a Run; the flusher writes them to bbolt later (flush.go). A crash before
+// that loses nothing: the file's applied index says where the log must be
+// replayed from.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	f.throttle()

@@ -18,7 +18,7 @@ import (
 // Why: bbolt makes every committed transaction rewrite each leaf page it
 // touched, and random keys touch one page each. Applying a raft batch of 40
 // SETs in its own transaction cost 13-35 µs per entry on every node; a
-// layer flushed every few thousand entries, in key order, costs a fraction
+// layer of tens of thousands of keys flushed in key order costs a fraction
 // of that and keeps it off the path a client waits on.
 
 // bucketID names a bbolt bucket of the replicated state.
