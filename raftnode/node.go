@@ -36,6 +36,14 @@ const (
 	Stale ReadMode = "stale"
 )
 
+// Defaults for the snapshot policy (snapshots.go), used where Config leaves
+// them zero.
+const (
+	DefaultSnapshotThreshold = 1 << 18 // log entries
+	DefaultSnapshotLogBytes  = 64 << 20
+	DefaultSnapshotInterval  = 30 * time.Second
+)
+
 // Peer is one member of the initial configuration.
 type Peer struct {
 	ID   string
@@ -107,13 +115,13 @@ func Open(cfg Config) (*Node, error) {
 		cfg.CommitTimeout = 5 * time.Millisecond
 	}
 	if cfg.SnapshotThreshold == 0 {
-		cfg.SnapshotThreshold = 1 << 18
+		cfg.SnapshotThreshold = DefaultSnapshotThreshold
 	}
 	if cfg.SnapshotLogBytes == 0 {
-		cfg.SnapshotLogBytes = 64 << 20
+		cfg.SnapshotLogBytes = DefaultSnapshotLogBytes
 	}
 	if cfg.SnapshotInterval <= 0 {
-		cfg.SnapshotInterval = 30 * time.Second
+		cfg.SnapshotInterval = DefaultSnapshotInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
