@@ -121,9 +121,10 @@ field() { echo "$1" | awk -v f="$2" '{print $f}'; }
 if [ "${BENCH_QUICK:-}" = 1 ]; then cat "$out/throughput.md"; exit 0; fi
 
 # --- pub/sub: publish-to-delivery latency across nodes -----------------------------------
-# 100 subscribers spread over the three nodes, 1,000 messages/s published on
-# random nodes (open loop); redraft-bench checks nothing is lost, duplicated
-# or reordered. Against redis-server (one node) with the same tool for scale.
+# 100 subscribers spread over the three nodes, 1,000 messages/s published
+# round-robin over the nodes (open loop); redraft-bench checks nothing is
+# lost, duplicated or reordered. Against redis-server (one node) with the
+# same tool for scale.
 go build -o "$work/redraft-bench" ./cmd/redraft-bench
 addrs="127.0.0.1:${port[1]},127.0.0.1:${port[2]},127.0.0.1:${port[3]}"
 {

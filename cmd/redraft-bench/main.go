@@ -218,6 +218,8 @@ type subscriber struct {
 func run(cfg config) (*Result, error) {
 	channel := fmt.Sprintf("redraft-bench:%d", time.Now().UnixNano())
 	total := int(float64(cfg.rate)*cfg.duration.Seconds()) + 1
+	// Message seq goes out on publishing connection seq % npub.
+	npub := len(cfg.addrs) * cfg.publishers
 	subs := make([]*subscriber, cfg.subscribers)
 	conns := make([]*conn, cfg.subscribers)
 	for i := range subs {
@@ -243,7 +245,7 @@ func run(cfg config) (*Result, error) {
 			defer wg.Done()
 			// Messages from one publishing connection keep their order;
 			// across connections the log decides.
-			last := make([]int, len(cfg.addrs)*cfg.publishers)
+			last := make([]int, npub)
 			for i := range last {
 				last[i] = -1
 			}
@@ -272,7 +274,7 @@ func run(cfg config) (*Result, error) {
 					continue
 				}
 				s.seen[seq] = true
-				if lane := seq % len(last); seq < last[lane] {
+				if lane := seq % npub; seq < last[lane] {
 					s.disorder++
 				} else {
 					last[lane] = seq
@@ -288,7 +290,7 @@ func run(cfg config) (*Result, error) {
 	// Publishers: --publishers pipelined connections per node, open loop.
 	// A connection's PUBLISHes commit in order, one batch at a time, so with
 	// one connection a slow commit delays the messages queued behind it.
-	pubs := make([]*conn, len(cfg.addrs)*cfg.publishers)
+	pubs := make([]*conn, npub)
 	for i := range pubs {
 		c, err := dial(cfg.addrs[i%len(cfg.addrs)], cfg.password)
 		if err != nil {
@@ -328,14 +330,14 @@ func run(cfg config) (*Result, error) {
 	for seq < total {
 		due := min(total, int(time.Since(start).Seconds()*float64(cfg.rate))+1)
 		for ; seq < due; seq++ {
-			node := seq % len(pubs)
+			pub := seq % npub
 			now := time.Now().UnixNano()
 			sendTimes[seq].Store(now)
 			msg := strconv.Itoa(seq) + ":" + strconv.FormatInt(now, 10) + ":" + pad
-			if _, err := pubs[node].nc.Write(encode("PUBLISH", channel, msg)); err != nil {
+			if _, err := pubs[pub].nc.Write(encode("PUBLISH", channel, msg)); err != nil {
 				return nil, err
 			}
-			sentSeqs[node] <- seq
+			sentSeqs[pub] <- seq
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
