@@ -3,8 +3,10 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -166,11 +168,7 @@ func (r *Report) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "redraft chaos run: %d nodes, %v, seed %d\n", r.Nodes, r.Duration, r.Seed)
 	fmt.Fprintf(&b, "schedule: %s\n\n", strings.Join(r.Schedule, ", "))
-	kinds := make([]string, 0, len(r.Ops))
-	for k := range r.Ops {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
+	kinds := slices.Sorted(maps.Keys(r.Ops))
 	fmt.Fprintf(&b, "%-14s %9s %9s %9s %9s\n", "operations", "attempted", "ok", "failed", "indeterm.")
 	for _, k := range kinds {
 		s := r.Ops[k]
@@ -206,11 +204,7 @@ func (r *Report) Text() string {
 	}
 	lu := r.LongestUnavailable
 	fmt.Fprintf(&b, "longest time without an acknowledged write: %s (%s..%s) during %v\n\n", secs(lu.Length), secs(lu.Start), secs(lu.End), lu.During)
-	names := make([]string, 0, len(r.Linearizability))
-	for k := range r.Linearizability {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(r.Linearizability))
 	for _, k := range names {
 		l := r.Linearizability[k]
 		fmt.Fprintf(&b, "linearizability %-11s %d keys, %d ops checked, %d violations, %d inconclusive\n", l.Model, l.Keys, l.Ops, len(l.Violations), len(l.Inconclusive))
@@ -244,11 +238,7 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	if len(r.ByWorkload) > 0 {
-		names := make([]string, 0, len(r.ByWorkload))
-		for k := range r.ByWorkload {
-			names = append(names, k)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(r.ByWorkload))
 		var parts []string
 		for _, k := range names {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, r.ByWorkload[k]))
