@@ -212,7 +212,10 @@ func (e *engine) bToNumber(L *glua.LState) int {
 
 // strtoul mimics C's strtoul followed by Lua's "only trailing spaces" check.
 func strtoul(s string, base int) (uint64, bool) {
-	s, i, neg := cNumberStart(s)
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i] // the C string ends there
+	}
+	i, neg := cNumberStart(s)
 	if base == 16 && i+2 < len(s) && s[i] == '0' && s[i+1]|0x20 == 'x' && digitVal(s[i+2]) < 16 {
 		i += 2
 	}

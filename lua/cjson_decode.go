@@ -196,25 +196,8 @@ func (p *jsonParser) invalidNumber() bool {
 	return hasPrefixFold(rest, "inf") || hasPrefixFold(rest, "nan")
 }
 
-// numberBytes are the bytes a strtod match can contain (digits, hex
-// digits, signs, '.', exponents, "inf", "nan(chars)").
-var numberBytes = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		b := byte(c)
-		t[c] = b >= '0' && b <= '9' || b|0x20 >= 'a' && b|0x20 <= 'z' || strings.IndexByte(".+-()_", b) >= 0
-	}
-	return t
-}()
-
 func (p *jsonParser) numberToken(tok *jsonToken) {
-	// Bound strtod's input to the bytes its match can span: it looks for
-	// a NUL in all of its input first, which would otherwise be the rest
-	// of the document for every number.
-	end := p.ptr
-	for end < len(p.data) && numberBytes[p.data[end]] {
-		end++
-	}
-	v, n := strtod(p.data[p.ptr:end])
+	v, n := strtod(p.data[p.ptr:])
 	if n == 0 {
 		p.tokenError(tok, "invalid number")
 		return

@@ -298,6 +298,8 @@ return 1`},
 	{script: `return {table.concat({1, 2, 3, 4}, ', ', 2, 3), string.find('abc', ''), ('x'):len(), string.rep('x', 3.7), string.char(), #KEYS}`},
 	{script: `return math.max()`},
 	{script: `return {tonumber('10', 16), tonumber('ff', 16), tonumber('zz', 36), tostring(tonumber('8', 8)), tonumber('  11  ', 2), tostring(tonumber('1.5', 10)), tostring(tonumber(nil))}`},
+	// C's parsers stop at a NUL: what follows it is not there.
+	{script: `return {tonumber('12\0x', 10), tonumber('0x1F\0zz', 16), tonumber('12\0x'), tonumber(' 1e2 \0junk'), tostring(tonumber('\0 5')), cjson.encode(cjson.decode('[1e3, -2.5, 12]'))}`},
 	{script: `return tonumber()`},
 	{script: `return tonumber('10', 99)`},
 	{script: `return {string.byte('')}`},

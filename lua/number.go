@@ -77,13 +77,10 @@ func isHex(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// cNumberStart does what C's number parsers (strtod, strtoul) do first: stop
-// at a NUL byte, skip leading white space and take one sign. It returns the
-// string, the index after the sign, and whether the sign was '-'.
-func cNumberStart(s string) (string, int, bool) {
-	if i := strings.IndexByte(s, 0); i >= 0 {
-		s = s[:i]
-	}
+// cNumberStart does what C's number parsers (strtod, strtoul) do first:
+// skip leading white space and take one sign. It returns the index after
+// the sign, and whether the sign was '-'.
+func cNumberStart(s string) (int, bool) {
 	i := 0
 	for i < len(s) && isSpace(s[i]) {
 		i++
@@ -93,14 +90,16 @@ func cNumberStart(s string) (string, int, bool) {
 		neg = s[i] == '-'
 		i++
 	}
-	return s, i, neg
+	return i, neg
 }
 
 // strtod parses the longest prefix of s accepted by glibc's strtod in the C
 // locale and returns its value and length (0 when nothing was parsed).
-// Parsing stops at a NUL byte, as C strings do.
+// Parsing stops at a NUL byte, as C strings do: no part of a match accepts
+// one. (So strtod need not look for one, which in cjson.decode would scan
+// the rest of the document for every number.)
 func strtod(s string) (float64, int) {
-	s, i, neg := cNumberStart(s)
+	i, neg := cNumberStart(s)
 	rest := s[i:]
 	sign := func(f float64) float64 {
 		if neg {
