@@ -132,8 +132,11 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{}), raftDown: make(chan struct{})}
 	n.fwd = &forwarder{n: n}
 	n.prop = &proposer{n: n, limit: maxProposalsInFlight}
-	n.leaderReads = newBatcher(n.leaderReadIndex)
-	n.followerReads = newBatcher(n.remoteReadIndex)
+	// A read waits for its round without a deadline of its own (ReadBarrier),
+	// so no round may outlast how long a command waits for a leader.
+	rt := min(roundTimeout, cfg.ElectionWait)
+	n.leaderReads = newBatcher(n.leaderReadIndex, rt)
+	n.followerReads = newBatcher(n.remoteReadIndex, rt)
 
 	var err error
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm.db")); err != nil {

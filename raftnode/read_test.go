@@ -22,7 +22,7 @@ func TestBatcherRoundStartsAfterArrival(t *testing.T) {
 		<-release // hold rounds open so that callers pile up behind them
 		inFetch.Add(-1)
 		return readPoint{index: seq}, nil
-	})
+	}, roundTimeout)
 	var wg sync.WaitGroup
 	var bad atomic.Int32
 	for i := 0; i < 200; i++ {
