@@ -251,9 +251,9 @@ func (f *FSM) Close() error {
 	return err
 }
 
-// SnapshotSize is how many bytes a snapshot would copy now: the pages in
-// use, which is less than the file's size (bbolt grows it ahead of them).
-func (f *FSM) SnapshotSize() (size uint64) {
+// UsedFileSize is the size of the file's pages in use (bbolt grows the file
+// ahead of them), free pages included: an upper bound on a snapshot's size.
+func (f *FSM) UsedFileSize() (size uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	f.db.View(func(tx *bolt.Tx) error {
@@ -385,102 +385,6 @@ func (f *FSM) Query(db int, now int64, args [][]byte) (reply []byte) {
 		reply = c.run(args)
 	})
 	return reply
-}
-
-// Snapshot implements raft.FSM. It runs between batches, so it only
-// freezes the active layer: Persist, on raft's snapshot goroutine, writes it
-// to bbolt and streams a read transaction of the file, which then holds
-// exactly the state at this index. No flush may run in between, so flushMu
-// passes from Snapshot to Persist (or to Release, if raft never persists).
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.flushMu.Lock()
-	l, st, dirty := f.freeze()
-	return &snapshot{f: f, layer: l, state: st, dirty: dirty}, nil
-}
-
-type snapshot struct {
-	f     *FSM
-	layer *layer
-	state meta
-	dirty bool
-
-	once sync.Once
-	tx   *bolt.Tx
-	err  error
-}
-
-// begin writes the frozen layer and opens the read transaction, once, and
-// lets flushes run again.
-func (s *snapshot) begin() {
-	s.once.Do(func() {
-		defer s.f.flushMu.Unlock()
-		if s.dirty {
-			s.f.write(s.layer, s.state)
-		}
-		s.tx, s.err = s.f.db.Begin(false)
-	})
-}
-
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	s.begin()
-	if s.err == nil {
-		_, s.err = s.tx.WriteTo(sink)
-	}
-	if s.err != nil {
-		sink.Cancel()
-		return s.err
-	}
-	return sink.Close()
-}
-
-func (s *snapshot) Release() {
-	s.begin()
-	if s.tx != nil {
-		s.tx.Rollback()
-	}
-}
-
-// Restore implements raft.FSM: the snapshot is a whole bbolt file; it
-// replaces ours.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	tmp := f.path + ".restore"
-	w, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, rc); err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Sync(); err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	f.flushMu.Lock() // a flush in progress finishes into the old file
-	defer f.flushMu.Unlock()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.active, f.frozen = newLayer(), nil
-	if err := f.db.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		return err
-	}
-	db, err := openDB(f.path)
-	if err != nil {
-		return err
-	}
-	f.db = db
-	if err := f.loadMeta(); err != nil {
-		return err
-	}
-	f.advance(f.applied.Load(), 0)
-	return nil
 }
 
 func putU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

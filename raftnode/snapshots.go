@@ -14,8 +14,8 @@ import (
 // snapshotSyncBytes is how much of a snapshot may sit in the page cache
 // before it is pushed to disk.
 //
-// raft's file snapshot store syncs a snapshot once, when it closes it. The
-// snapshot is a copy of the whole FSM file (hundreds of megabytes), so that
+// raft's file snapshot store syncs a snapshot once, when it closes it. A
+// snapshot holds the whole state (hundreds of megabytes, it may be), so that
 // one sync hands the disk all of it at once, and every log fsync queued
 // behind it waits: with a 240 MB FSM, a publish's p99 went from 19 to
 // 130 ms while the three nodes snapshotted, and to 34–44 ms syncing every
@@ -99,15 +99,15 @@ func (s *syncingSink) Cancel() error {
 	return s.SnapshotSink.Cancel()
 }
 
-// snapshotDue is the policy: a snapshot copies the whole FSM file and buys
-// a shorter log, so one is due when the log written since the last
+// snapshotDue is the policy: a snapshot writes out the whole state and
+// buys a shorter log, so one is due when the log written since the last
 // snapshot is at least as large as the snapshot would be (and at least
 // minBytes), as the Raft dissertation suggests (§5.1.3), or when it holds
 // maxEntries entries. raft's own trigger counts only entries, so a stream
 // of small entries (publishes, lone writes) copied the whole FSM every
 // 8,192 of them: with a 240 MB FSM, every ~8 s at 1,000 publishes/s.
-func snapshotDue(entries, logBytes, fsmBytes, maxEntries, minBytes uint64) bool {
-	return entries >= maxEntries || logBytes >= max(minBytes, fsmBytes)
+func snapshotDue(entries, logBytes, stateBytes, maxEntries, minBytes uint64) bool {
+	return entries >= maxEntries || logBytes >= max(minBytes, stateBytes)
 }
 
 // snapshotWhenDue runs while the node lives, checking the policy every
@@ -116,28 +116,34 @@ func snapshotDue(entries, logBytes, fsmBytes, maxEntries, minBytes uint64) bool 
 func (n *Node) snapshotWhenDue() {
 	defer n.wg.Done()
 	logs := n.logs
-	// latest is the index of the newest snapshot, this node's or one
-	// installed from the leader.
-	latest := func() uint64 {
+	// latest is the newest snapshot, this node's or one installed from the
+	// leader: its index, and its size, which is what the next one will
+	// about be (a snapshot holds the live keys, so the FSM file, which
+	// keeps every page it ever grew to, can be many times larger).
+	latest := func() (index, size uint64) {
 		list, err := n.snaps.List()
 		if err != nil || len(list) == 0 {
-			return 0
+			return 0, 0
 		}
-		return list[0].Index
+		return list[0].Index, uint64(list[0].Size)
 	}
-	since, bytesThen := latest(), logs.appended.Load()
+	since, size := latest()
+	bytesThen := logs.appended.Load()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-time.After(n.cfg.SnapshotInterval + rand.N(n.cfg.SnapshotInterval)):
 		}
-		if idx := latest(); idx != since {
-			since, bytesThen = idx, logs.appended.Load()
+		if idx, sz := latest(); idx != since {
+			since, size, bytesThen = idx, sz, logs.appended.Load()
+		}
+		if since == 0 {
+			size = n.fsm.UsedFileSize() // no snapshot yet: this bounds one
 		}
 		last := n.raft.LastIndex()
 		entries := last - min(since, last)
-		if !snapshotDue(entries, logs.appended.Load()-bytesThen, n.fsm.SnapshotSize(), n.cfg.SnapshotThreshold, n.cfg.SnapshotLogBytes) {
+		if !snapshotDue(entries, logs.appended.Load()-bytesThen, size, n.cfg.SnapshotThreshold, n.cfg.SnapshotLogBytes) {
 			continue
 		}
 		bytesNow := logs.appended.Load()
@@ -147,6 +153,7 @@ func (n *Node) snapshotWhenDue() {
 			}
 			continue
 		}
-		since, bytesThen = latest(), bytesNow
+		since, size = latest()
+		bytesThen = bytesNow
 	}
 }

@@ -2,6 +2,8 @@ package raftnode
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
@@ -114,17 +116,17 @@ func TestUnfinishedSnapshotsAreRemoved(t *testing.T) {
 func TestSnapshotDue(t *testing.T) {
 	const maxEntries, minBytes = 1000, 64 << 20
 	for _, c := range []struct {
-		entries, logBytes, fsmBytes uint64
-		due                         bool
+		entries, logBytes, stateBytes uint64
+		due                           bool
 	}{
-		{entries: 999, logBytes: 10 << 20, fsmBytes: 1 << 20, due: false},   // small log, small FSM
-		{entries: 1000, logBytes: 10 << 20, fsmBytes: 1 << 20, due: true},   // entries alone
-		{entries: 10, logBytes: 64 << 20, fsmBytes: 1 << 20, due: true},     // the byte floor
-		{entries: 10, logBytes: 100 << 20, fsmBytes: 240 << 20, due: false}, // a log smaller than the copy it would buy
-		{entries: 10, logBytes: 240 << 20, fsmBytes: 240 << 20, due: true},
+		{entries: 999, logBytes: 10 << 20, stateBytes: 1 << 20, due: false},   // small log, small FSM
+		{entries: 1000, logBytes: 10 << 20, stateBytes: 1 << 20, due: true},   // entries alone
+		{entries: 10, logBytes: 64 << 20, stateBytes: 1 << 20, due: true},     // the byte floor
+		{entries: 10, logBytes: 100 << 20, stateBytes: 240 << 20, due: false}, // a log smaller than the copy it would buy
+		{entries: 10, logBytes: 240 << 20, stateBytes: 240 << 20, due: true},
 	} {
-		if got := snapshotDue(c.entries, c.logBytes, c.fsmBytes, maxEntries, minBytes); got != c.due {
-			t.Errorf("snapshotDue(entries %d, log %d, fsm %d) = %v, want %v", c.entries, c.logBytes, c.fsmBytes, got, c.due)
+		if got := snapshotDue(c.entries, c.logBytes, c.stateBytes, maxEntries, minBytes); got != c.due {
+			t.Errorf("snapshotDue(entries %d, log %d, state %d) = %v, want %v", c.entries, c.logBytes, c.stateBytes, got, c.due)
 		}
 	}
 }
@@ -138,9 +140,9 @@ func TestLogBytesMakeASnapshotDue(t *testing.T) {
 		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
 	})
 	value := bytes.Repeat([]byte("v"), 4<<10)
-	for i := 0; n.logs.appended.Load() <= 2*max(64<<10, n.fsm.SnapshotSize()); i++ {
+	for i := 0; n.logs.appended.Load() <= 2*max(64<<10, n.fsm.UsedFileSize()); i++ {
 		if i > 1000 {
-			t.Fatalf("%d writes and the log (%d bytes) has not outgrown the FSM file (%d bytes)", i, n.logs.appended.Load(), n.fsm.SnapshotSize())
+			t.Fatalf("%d writes and the log (%d bytes) has not outgrown the FSM file (%d bytes)", i, n.logs.appended.Load(), n.fsm.UsedFileSize())
 		}
 		r := n.Write(0, [][][]byte{{[]byte("SET"), []byte("k"), value}})
 		if string(r[0]) != "+OK\r\n" {
@@ -152,7 +154,62 @@ func TestLogBytesMakeASnapshotDue(t *testing.T) {
 		if time.Now().After(deadline) {
 			list, _ := n.snaps.List()
 			t.Fatalf("no compaction: %d snapshots, log %d..%d, %d bytes written, FSM file %d bytes",
-				len(list), n.Status().FirstIndex, n.Status().LastIndex, n.logs.appended.Load(), n.fsm.SnapshotSize())
+				len(list), n.Status().FirstIndex, n.Status().LastIndex, n.logs.appended.Load(), n.fsm.UsedFileSize())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The next snapshot is due by the size of the last one, not of the FSM
+// file: a file whose keys were deleted keeps its pages, and a log grown to
+// the file's size would be many times what the snapshot buys back.
+func TestLastSnapshotSizesTheNext(t *testing.T) {
+	n := openTestNode(t, Config{
+		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
+	})
+	write := func(args ...string) {
+		t.Helper()
+		cmd := make([][]byte, len(args))
+		for i, a := range args {
+			cmd[i] = []byte(a)
+		}
+		if r := n.Write(0, [][][]byte{cmd}); r[0][0] == '-' {
+			t.Fatalf("%s: %q", args[0], r[0])
+		}
+	}
+	// 10 MiB: past the FSM's flush limit, so the values reach the file
+	// before they are deleted.
+	big := string(bytes.Repeat([]byte("v"), 16<<10))
+	for i := 0; i < 640; i++ {
+		write("SET", fmt.Sprint("key:", i), big)
+	}
+	for i := 0; i < 640; i++ {
+		write("DEL", fmt.Sprint("key:", i))
+	}
+	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		t.Fatal(err)
+	}
+	list, err := n.snaps.List()
+	if err != nil || len(list) == 0 {
+		t.Fatalf("no snapshot after forcing one: %v", err)
+	}
+	last, file := list[0], n.fsm.UsedFileSize()
+	if last.Size > 16<<10 || file < 2<<20 {
+		t.Fatalf("snapshot of %d bytes, file of %d: want a small snapshot of a large file", last.Size, file)
+	}
+	from := n.logs.appended.Load()
+	small := string(bytes.Repeat([]byte("s"), 4<<10))
+	for n.logs.appended.Load()-from < 256<<10 {
+		write("SET", "k", small)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, _ := n.snaps.List()
+		if len(list) > 0 && list[0].Index > last.Index {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot after %d bytes of log; the last was %d bytes, the file is %d", n.logs.appended.Load()-from, last.Size, file)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
