@@ -86,7 +86,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.electionWait, "election-wait", 5*time.Second, "how long commands wait for a leader before failing")
 	fs.DurationVar(&o.electionTimeout, "election-timeout", 400*time.Millisecond, "Raft heartbeat/election timeout")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", raftnode.DefaultSnapshotThreshold, "log entries since the last snapshot that make one due")
-	fs.Uint64Var(&o.snapshotLogBytes, "snapshot-log-bytes", raftnode.DefaultSnapshotLogBytes, "log bytes since the last snapshot that make one due, once they also exceed the state file's size")
+	fs.Uint64Var(&o.snapshotLogBytes, "snapshot-log-bytes", raftnode.DefaultSnapshotLogBytes, "log bytes since the last snapshot that make one due, once they also exceed that snapshot's size")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", raftnode.DefaultSnapshotInterval, "how often to check whether a snapshot is due")
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.IntVar(&o.maxClients, "maxclients", 10000, "maximum client connections")
