@@ -117,9 +117,9 @@ func (n *Node) snapshotWhenDue() {
 	defer n.wg.Done()
 	logs := n.logs
 	// latest is the newest snapshot, this node's or one installed from the
-	// leader: its index, and its size, which is what the next one will
-	// about be (a snapshot holds the live keys, so the FSM file, which
-	// keeps every page it ever grew to, can be many times larger).
+	// leader: its index, and its size, which the next one will be close to
+	// (a snapshot holds the live keys, so the FSM file, which keeps every
+	// page it ever grew to, can be many times larger).
 	latest := func() (index, size uint64) {
 		list, err := n.snaps.List()
 		if err != nil || len(list) == 0 {
