@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -128,11 +129,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	tmp := f.path + ".restore"
 	r := bufio.NewReaderSize(rc, 256<<10)
 	var err error
-	if head, _ := r.Peek(len(snapshotMagic)); string(head) == snapshotMagic {
+	switch head, _ := r.Peek(len(snapshotMagic)); {
+	case string(head) == snapshotMagic:
 		r.Discard(len(snapshotMagic))
 		err = buildState(tmp, r)
-	} else {
+	case len(head) >= 8 && bytes.Equal(head[:8], make([]byte, 8)):
 		err = copyFile(tmp, r)
+	default:
+		err = fmt.Errorf("%w: neither redraft's format nor a bbolt file", errBadSnapshot)
+	}
+	if err == nil {
+		err = checkState(tmp)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -180,6 +187,32 @@ func copyFile(path string, r io.Reader) error {
 
 var errBadSnapshot = errors.New("fsm: snapshot is damaged or truncated")
 
+// checkState opens the file a restore wrote and checks it holds a state,
+// before it replaces ours: openDB would quietly start empty from a file
+// that does not open, and raft would then apply the log after the
+// snapshot's index to nothing. (The checks stop short of reading pages a
+// truncated file lacks: bbolt panics on those. Raft's CRC guards the rest.)
+func checkState(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if info.Size() < tx.Size() {
+			return fmt.Errorf("%w: the file is shorter than its pages", errBadSnapshot)
+		}
+		if tx.Bucket(bucketMeta) == nil {
+			return fmt.Errorf("%w: no %s bucket", errBadSnapshot, bucketMeta)
+		}
+		return nil
+	})
+}
+
 // buildState writes the state a snapshot holds into a new bbolt file at
 // path. The keys come in order, so pages are filled whole.
 func buildState(path string, r *bufio.Reader) error {
@@ -209,6 +242,7 @@ func fillState(db *bolt.DB, r *bufio.Reader) error {
 		return err
 	}
 	defer func() { tx.Rollback() }()
+	pending := 0 // bytes put in tx
 	for {
 		name, err := readField(r, bolt.MaxKeySize)
 		if err != nil {
@@ -225,7 +259,6 @@ func fillState(db *bolt.DB, r *bufio.Reader) error {
 			return err
 		}
 		bk.FillPercent = 1 // keys arrive in order: fill each page whole
-		pending := 0
 		for {
 			k, err := readField(r, bolt.MaxKeySize)
 			if err != nil {
@@ -246,9 +279,11 @@ func fillState(db *bolt.DB, r *bufio.Reader) error {
 				if err := tx.Commit(); err != nil {
 					return err
 				}
-				if tx, err = db.Begin(true); err != nil {
+				next, err := db.Begin(true)
+				if err != nil {
 					return err
 				}
+				tx = next
 				bk, pending = tx.Bucket(name), 0
 				bk.FillPercent = 1
 			}
@@ -264,6 +299,13 @@ func readField(r *bufio.Reader, limit int) ([]byte, error) {
 	}
 	if n > uint64(limit) {
 		return nil, fmt.Errorf("%w: a field of %d bytes", errBadSnapshot, n)
+	}
+	if n > 1<<20 { // read what is there, not what a damaged length claims
+		b, err := io.ReadAll(io.LimitReader(r, int64(n)))
+		if err != nil || uint64(len(b)) != n {
+			return nil, errBadSnapshot
+		}
+		return b, nil
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {

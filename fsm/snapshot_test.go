@@ -102,22 +102,33 @@ func TestRestoreTakesAWholeFile(t *testing.T) {
 	}
 }
 
-// A snapshot cut short is refused, and the state it would have replaced
-// stays as it was.
-func TestRestoreRefusesATruncatedSnapshot(t *testing.T) {
+// A snapshot cut short, or one that is neither format, is refused, and
+// the state it would have replaced stays as it was.
+func TestRestoreRefusesADamagedSnapshot(t *testing.T) {
 	f := open(t)
 	fill(f, 1, 300, 100)
 	snap := persist(t, f)
+	var file bytes.Buffer
+	if _, err := f.Backup(&file); err != nil {
+		t.Fatal(err)
+	}
 	g := open(t)
 	g.ApplyBatch(logOf(1, []int64{1}, "set mine 1"))
 	before := digestOf(g)
-	for _, cut := range []int{len(snap) - 1, len(snap) / 2, len(snapshotMagic) + 3} {
-		err := g.Restore((&memSink{*bytes.NewBuffer(snap[:cut])}).reader())
+	for name, damaged := range map[string][]byte{
+		"last byte cut":     snap[:len(snap)-1],
+		"cut in half":       snap[:len(snap)/2],
+		"cut after a field": snap[:len(snapshotMagic)+3],
+		"cut in the magic":  snap[:10],
+		"not a snapshot":    []byte("*1\r\n$4\r\nPING\r\n"),
+		"a file cut short":  file.Bytes()[:file.Len()/2],
+	} {
+		err := g.Restore((&memSink{*bytes.NewBuffer(damaged)}).reader())
 		if !errors.Is(err, errBadSnapshot) {
-			t.Fatalf("cut at %d of %d: err %v, want errBadSnapshot", cut, len(snap), err)
+			t.Fatalf("%s: err %v, want errBadSnapshot", name, err)
 		}
 		if digestOf(g) != before || g.AppliedIndex() != 1 {
-			t.Fatalf("cut at %d: state changed by a refused restore", cut)
+			t.Fatalf("%s: state changed by a refused restore", name)
 		}
 	}
 }

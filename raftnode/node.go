@@ -133,8 +133,10 @@ func Open(cfg Config) (*Node, error) {
 	n.fwd = &forwarder{n: n}
 	n.prop = &proposer{n: n, limit: maxProposalsInFlight}
 	// A read waits for its round without a deadline of its own (ReadBarrier),
-	// so no round may outlast how long a command waits for a leader.
-	rt := min(roundTimeout, cfg.ElectionWait)
+	// perhaps behind a round already running: two rounds must fit in how
+	// long a command waits for a leader. (A leader's round ends when raft
+	// answers VerifyLeader, which it does within its leader lease.)
+	rt := min(roundTimeout, cfg.ElectionWait/2)
 	n.leaderReads = newBatcher(n.leaderReadIndex, rt)
 	n.followerReads = newBatcher(n.remoteReadIndex, rt)
 

@@ -51,7 +51,8 @@ func (n *Node) ReadBarrier() (int64, error) {
 }
 
 // readRound joins the next read-index round, as leader or through it. A nil
-// ctx waits for the round to end, which it does within its own timeout.
+// ctx waits for the round to end, which it does within its own timeout (at
+// most half the election wait), after at most one round ahead of it.
 func (n *Node) readRound(ctx context.Context) (readPoint, error) {
 	if n.IsLeader() {
 		return n.leaderReads.wait(ctx)
