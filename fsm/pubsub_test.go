@@ -69,18 +69,7 @@ func TestPublishNotReplayedAfterRestart(t *testing.T) {
 // carries.
 func TestPublishDoesNotGrowSnapshots(t *testing.T) {
 	f := open(t)
-	size := func() int {
-		s, err := f.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Release()
-		var sink memSink
-		if err := s.Persist(&sink); err != nil {
-			t.Fatal(err)
-		}
-		return sink.Len()
-	}
+	size := func() int { return len(persist(t, f)) }
 	payload := bytes.Repeat([]byte("x"), 4096)
 	idx := uint64(1)
 	publish := func(n int) {

@@ -109,10 +109,14 @@ func writeState(w io.Writer, tx *bolt.Tx) error {
 			continue // loadMeta creates it on restore
 		}
 		field(name)
+		var skip []byte // the writer's own marker, not state
+		if bytes.Equal(name, bucketMeta) {
+			skip = keyDirty
+		}
 		c := bk.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, keyDirty) {
-				continue // the writer's own marker, not state
+			if skip != nil && bytes.Equal(k, skip) {
+				continue
 			}
 			field(k)
 			field(v)
@@ -174,15 +178,14 @@ func copyFile(path string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
-		return err
+	_, err = io.Copy(w, r)
+	if err == nil {
+		err = w.Sync()
 	}
-	if err := w.Sync(); err != nil {
-		w.Close()
-		return err
+	if cerr := w.Close(); err == nil {
+		err = cerr
 	}
-	return w.Close()
+	return err
 }
 
 var errBadSnapshot = errors.New("fsm: snapshot is damaged or truncated")
@@ -221,15 +224,14 @@ func buildState(path string, r *bufio.Reader) error {
 	if err != nil {
 		return err
 	}
-	if err := fillState(db, r); err != nil {
-		db.Close()
-		return err
+	err = fillState(db, r)
+	if err == nil {
+		err = db.Sync()
 	}
-	if err := db.Sync(); err != nil {
-		db.Close()
-		return err
+	if cerr := db.Close(); err == nil {
+		err = cerr
 	}
-	return db.Close()
+	return err
 }
 
 func fillState(db *bolt.DB, r *bufio.Reader) error {

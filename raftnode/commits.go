@@ -93,6 +93,11 @@ func (t *trackingTransport) observe(id raft.ServerID, addr raft.ServerAddress, a
 		t.matched[id] = peerMatch{addr: addr, term: args.Term, index: index}
 	}
 	t.mu.Unlock()
+	t.signalAcked()
+}
+
+// signalAcked wakes tellCommits if it waits for acknowledgements.
+func (t *trackingTransport) signalAcked() {
 	select {
 	case t.acked <- struct{}{}:
 	default:
@@ -195,10 +200,7 @@ func (n *Node) tellCommits(stop chan struct{}) {
 					mu.Lock()
 					told[id], busy[id] = max(told[id], index), false
 					mu.Unlock()
-					select {
-					case n.trans.acked <- struct{}{}:
-					default:
-					}
+					n.trans.signalAcked()
 				}()
 			}
 		}

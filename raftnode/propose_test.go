@@ -15,9 +15,7 @@ import (
 // order, and each caller gets exactly its own replies.
 func TestProposerPacksQueuedWritesIntoOneEntryPerDatabase(t *testing.T) {
 	n := openTestNode(t, Config{})
-	if r := n.Write(0, [][][]byte{{[]byte("SET"), []byte("setup"), []byte("1")}}); string(r[0]) != "+OK\r\n" {
-		t.Fatalf("first write: %q", r[0])
-	}
+	write(t, n, "SET", "setup", "1")
 
 	// Hold every slot, as if batches were in flight, so writes queue.
 	p := n.prop

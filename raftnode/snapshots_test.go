@@ -139,25 +139,18 @@ func TestLogBytesMakeASnapshotDue(t *testing.T) {
 	n := openTestNode(t, Config{
 		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
 	})
-	value := bytes.Repeat([]byte("v"), 4<<10)
+	value := string(bytes.Repeat([]byte("v"), 4<<10))
 	for i := 0; n.logs.appended.Load() <= 2*max(64<<10, n.fsm.UsedFileSize()); i++ {
 		if i > 1000 {
 			t.Fatalf("%d writes and the log (%d bytes) has not outgrown the FSM file (%d bytes)", i, n.logs.appended.Load(), n.fsm.UsedFileSize())
 		}
-		r := n.Write(0, [][][]byte{{[]byte("SET"), []byte("k"), value}})
-		if string(r[0]) != "+OK\r\n" {
-			t.Fatalf("SET: %q", r[0])
-		}
+		write(t, n, "SET", "k", value)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for n.Status().FirstIndex <= 1 {
-		if time.Now().After(deadline) {
-			list, _ := n.snaps.List()
-			t.Fatalf("no compaction: %d snapshots, log %d..%d, %d bytes written, FSM file %d bytes",
-				len(list), n.Status().FirstIndex, n.Status().LastIndex, n.logs.appended.Load(), n.fsm.UsedFileSize())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return n.Status().FirstIndex > 1 }, func() string {
+		list, _ := n.snaps.List()
+		return fmt.Sprintf("no compaction: %d snapshots, log %d..%d, %d bytes written, FSM file %d bytes",
+			len(list), n.Status().FirstIndex, n.Status().LastIndex, n.logs.appended.Load(), n.fsm.UsedFileSize())
+	})
 }
 
 // The next snapshot is due by the size of the last one, not of the FSM
@@ -167,24 +160,14 @@ func TestLastSnapshotSizesTheNext(t *testing.T) {
 	n := openTestNode(t, Config{
 		SnapshotThreshold: 1 << 30, SnapshotLogBytes: 64 << 10, SnapshotInterval: 10 * time.Millisecond, TrailingLogs: 4,
 	})
-	write := func(args ...string) {
-		t.Helper()
-		cmd := make([][]byte, len(args))
-		for i, a := range args {
-			cmd[i] = []byte(a)
-		}
-		if r := n.Write(0, [][][]byte{cmd}); r[0][0] == '-' {
-			t.Fatalf("%s: %q", args[0], r[0])
-		}
-	}
 	// 10 MiB: past the FSM's flush limit, so the values reach the file
 	// before they are deleted.
 	big := string(bytes.Repeat([]byte("v"), 16<<10))
 	for i := 0; i < 640; i++ {
-		write("SET", fmt.Sprint("key:", i), big)
+		write(t, n, "SET", fmt.Sprint("key:", i), big)
 	}
 	for i := 0; i < 640; i++ {
-		write("DEL", fmt.Sprint("key:", i))
+		write(t, n, "DEL", fmt.Sprint("key:", i))
 	}
 	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		t.Fatal(err)
@@ -200,17 +183,12 @@ func TestLastSnapshotSizesTheNext(t *testing.T) {
 	from := n.logs.appended.Load()
 	small := string(bytes.Repeat([]byte("s"), 4<<10))
 	for n.logs.appended.Load()-from < 256<<10 {
-		write("SET", "k", small)
+		write(t, n, "SET", "k", small)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, func() bool {
 		list, _ := n.snaps.List()
-		if len(list) > 0 && list[0].Index > last.Index {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot after %d bytes of log; the last was %d bytes, the file is %d", n.logs.appended.Load()-from, last.Size, file)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(list) > 0 && list[0].Index > last.Index
+	}, func() string {
+		return fmt.Sprintf("no snapshot after %d bytes of log; the last was %d bytes, the file is %d", n.logs.appended.Load()-from, last.Size, file)
+	})
 }

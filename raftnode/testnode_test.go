@@ -29,3 +29,28 @@ func openTestNode(t *testing.T, cfg Config) *Node {
 	t.Cleanup(func() { n.Close() })
 	return n
 }
+
+// write runs one command through n and fails the test on an error reply.
+func write(t *testing.T, n *Node, args ...string) {
+	t.Helper()
+	cmd := make([][]byte, len(args))
+	for i, a := range args {
+		cmd[i] = []byte(a)
+	}
+	if r := n.Write(0, [][][]byte{cmd}); r[0][0] == '-' {
+		t.Fatalf("%s: %q", args[0], r[0])
+	}
+}
+
+// waitFor polls cond until it holds, failing the test with what() after
+// 30 s.
+func waitFor(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
