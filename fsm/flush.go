@@ -139,7 +139,7 @@ func (f *FSM) throttle() {
 // under f.mu, so a view that holds it sees it whether its bbolt transaction
 // began before or after the flush committed.
 func (f *FSM) view() view {
-	v := view{db: f.db}
+	v := view{db: f.db, expiry: &f.expiry}
 	v.layers[0] = f.active
 	v.layers[1] = f.frozen
 	return v

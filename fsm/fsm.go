@@ -70,6 +70,8 @@ type FSM struct {
 	applied atomic.Uint64
 	lastNow atomic.Int64
 
+	expiry expiryHint // where the leader's expiry scan starts (Expired)
+
 	notifyMu    sync.Mutex
 	notify      chan struct{} // closed and replaced whenever applied advances
 	appliedTerm uint64        // the term of the entry at applied, when known (under notifyMu)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -266,4 +267,95 @@ func assertCounts(t *testing.T, f *FSM) {
 		})
 		return nil
 	})
+}
+
+// The leader's expiry sweep starts where the live deadlines begin, not at
+// the first key of the index; it must still find every due key, in
+// deadline order, however keys with earlier deadlines arrive between
+// sweeps, and across flushes and a restore.
+func TestExpiredFindsEveryDueKey(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	f := open(t)
+	deadlines := map[string]int64{} // the model: live keys with a deadline
+	index, now := uint64(1), int64(1_000_000)
+	apply := func(c string) {
+		f.ApplyBatch(logOf(index, []int64{now}, c))
+		index++
+	}
+	for step := 0; step < 2000; step++ {
+		now += int64(rng.Intn(20))
+		for i := rng.Intn(6); i > 0; i-- {
+			k := fmt.Sprintf("k%03d", rng.Intn(500))
+			ttl := 1 + rng.Intn(20)
+			if rng.Intn(6) != 0 {
+				ttl = 100 + rng.Intn(2000) // sorts after the short ones to come
+			}
+			switch rng.Intn(5) {
+			case 0:
+				apply("del " + k)
+				delete(deadlines, k)
+			case 1:
+				apply("set " + k + " v") // no deadline
+				delete(deadlines, k)
+			default:
+				apply(fmt.Sprintf("set %s v px %d", k, ttl))
+				deadlines[k] = now + int64(ttl)
+			}
+		}
+		switch rng.Intn(20) {
+		case 0:
+			f.flush()
+		case 1:
+			snap, err := f.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink := &memSink{}
+			if err := snap.Persist(sink); err != nil {
+				t.Fatal(err)
+			}
+			snap.Release()
+			if err := f.Restore(sink.reader()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		max := 1 + rng.Intn(8)
+		if rng.Intn(3) == 0 {
+			max = 1000 // catch up: the hint moves past now
+		}
+		type due struct {
+			deadline int64
+			key      string
+		}
+		var want []due
+		for k, d := range deadlines {
+			if d <= now {
+				want = append(want, due{d, k})
+			}
+		}
+		sort.Slice(want, func(i, j int) bool {
+			if want[i].deadline != want[j].deadline {
+				return want[i].deadline < want[j].deadline
+			}
+			return want[i].key < want[j].key
+		})
+		want = want[:min(max, len(want))]
+		got := f.Expired(now, max)[0]
+		if len(got) != len(want) {
+			t.Fatalf("step %d: Expired gave %d keys %q, want %v", step, len(got), got, want)
+		}
+		for i, k := range got {
+			if string(k) != want[i].key {
+				t.Fatalf("step %d: Expired gave %q, want %v", step, got, want)
+			}
+		}
+		if len(got) > 0 && rng.Intn(4) != 0 { // sometimes the sweep is lost
+			var args []string
+			for _, k := range got {
+				args = append(args, string(k))
+				delete(deadlines, string(k))
+			}
+			apply("redraft.expire " + strings.Join(args, " "))
+		}
+	}
 }

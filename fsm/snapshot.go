@@ -154,6 +154,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.active, f.frozen = newLayer(), nil
+	f.expiry.reset()
 	if err := f.db.Close(); err != nil {
 		return err
 	}

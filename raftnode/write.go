@@ -83,12 +83,22 @@ func (n *Node) applyLocal(entries []fsm.Entry) [][]byte {
 	return n.prop.propose(entries)
 }
 
+// Active expiry deletes up to sweepKeys keys every sweepEvery: 10k keys a
+// second, in small entries. Each entry applies whole on every node, and
+// whatever committed behind it (a PUBLISH, say) waits: a 1,000-key entry
+// took ~6 ms to apply, and while 60k keys expired at once pub/sub delivery
+// p99 went from ~8 to 20-50 ms.
+const (
+	sweepEvery = 20 * time.Millisecond
+	sweepKeys  = 200
+)
+
 // sweepExpired proposes the deletion of keys past their deadline while this
 // node leads. Followers never expire anything themselves: the deletions
 // arrive through the log like any write.
 func (n *Node) sweepExpired(stop chan struct{}) {
 	defer n.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -98,7 +108,7 @@ func (n *Node) sweepExpired(stop chan struct{}) {
 			return
 		case <-t.C:
 		}
-		for db, keys := range n.fsm.Expired(n.now(), 1000) {
+		for db, keys := range n.fsm.Expired(n.now(), sweepKeys) {
 			args := append([][]byte{[]byte("redraft.expire")}, keys...)
 			n.applyLocal([]fsm.Entry{{DB: db, Args: args}})
 		}
