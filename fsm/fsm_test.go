@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand"
 	"path/filepath"
 	"sort"
@@ -272,12 +273,16 @@ func assertCounts(t *testing.T, f *FSM) {
 // The leader's expiry sweep starts where the live deadlines begin, not at
 // the first key of the index; it must still find every due key, in
 // deadline order, however keys with earlier deadlines arrive between
-// sweeps, and across flushes and a restore.
+// sweeps, across flushes, and after a restore brings back keys it had
+// already passed.
 func TestExpiredFindsEveryDueKey(t *testing.T) {
 	rng := rand.New(rand.NewSource(5))
 	f := open(t)
 	deadlines := map[string]int64{} // the model: live keys with a deadline
 	index, now := uint64(1), int64(1_000_000)
+	var saved *memSink // a snapshot, with the model and index it was taken at
+	var savedIndex uint64
+	var savedDeadlines map[string]int64
 	apply := func(c string) {
 		f.ApplyBatch(logOf(index, []int64{now}, c))
 		index++
@@ -305,23 +310,29 @@ func TestExpiredFindsEveryDueKey(t *testing.T) {
 		switch rng.Intn(20) {
 		case 0:
 			f.flush()
-		case 1:
+		case 1: // a snapshot, kept to go back to
 			snap, err := f.Snapshot()
 			if err != nil {
 				t.Fatal(err)
 			}
-			sink := &memSink{}
-			if err := snap.Persist(sink); err != nil {
+			saved = &memSink{}
+			if err := snap.Persist(saved); err != nil {
 				t.Fatal(err)
 			}
 			snap.Release()
-			if err := f.Restore(sink.reader()); err != nil {
+			savedIndex, savedDeadlines = index, maps.Clone(deadlines)
+		case 2: // restore an older snapshot: keys the sweep took come back
+			if saved == nil {
+				break
+			}
+			if err := f.Restore(saved.reader()); err != nil {
 				t.Fatal(err)
 			}
+			index, deadlines = savedIndex, maps.Clone(savedDeadlines)
 		}
-		max := 1 + rng.Intn(8)
+		limit := 1 + rng.Intn(8)
 		if rng.Intn(3) == 0 {
-			max = 1000 // catch up: the hint moves past now
+			limit = 1000 // catch up: the hint moves past now
 		}
 		type due struct {
 			deadline int64
@@ -339,8 +350,8 @@ func TestExpiredFindsEveryDueKey(t *testing.T) {
 			}
 			return want[i].key < want[j].key
 		})
-		want = want[:min(max, len(want))]
-		got := f.Expired(now, max)[0]
+		want = want[:min(limit, len(want))]
+		got := f.Expired(now, limit)[0]
 		if len(got) != len(want) {
 			t.Fatalf("step %d: Expired gave %d keys %q, want %v", step, len(got), got, want)
 		}
@@ -357,5 +368,43 @@ func TestExpiredFindsEveryDueKey(t *testing.T) {
 			}
 			apply("redraft.expire " + strings.Join(args, " "))
 		}
+	}
+}
+
+// The longest key redraft accepts fits every bucket it goes into, the
+// expires index included; one byte more is refused before anything is
+// written, so the key count never drifts from the keys stored.
+func TestLongestKeyFitsEveryIndex(t *testing.T) {
+	f := open(t)
+	long := strings.Repeat("k", MaxKeyLen)
+	tooLong := long + "k"
+	now := int64(1_000_000)
+	run := func(index uint64, args ...string) string {
+		var b [][]byte
+		for _, a := range args {
+			b = append(b, []byte(a))
+		}
+		e := Entry{Now: now, Args: b}
+		r := f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: e.Encode()}})
+		return reply(r[0])
+	}
+	if got := run(1, "set", long, "v", "px", "10"); got != "+OK\r\n" {
+		t.Fatalf("set of a %d-byte key with a TTL: %q", MaxKeyLen, got)
+	}
+	if got := run(2, "set", tooLong, "v", "px", "10"); got != "-"+ErrKeyTooLong+"\r\n" {
+		t.Fatalf("set of a %d-byte key: %q", MaxKeyLen+1, got)
+	}
+	if got := run(3, "set", "short", "v"); got != "+OK\r\n" {
+		t.Fatal(got)
+	}
+	if got := run(4, "rename", "short", tooLong); got != "-"+ErrKeyTooLong+"\r\n" {
+		t.Fatalf("rename to a %d-byte key: %q", MaxKeyLen+1, got)
+	}
+	if keys, expires := f.KeyCounts(); keys[0] != 2 || expires[0] != 1 {
+		t.Fatalf("counts: %d keys, %d expiring; want 2 and 1", keys[0], expires[0])
+	}
+	assertCounts(t, f) // also writes the layer to bbolt, which must take it
+	if got := f.Expired(now+10, 10)[0]; len(got) != 1 || string(got[0]) != long {
+		t.Fatalf("Expired = %d keys, want the long one", len(got))
 	}
 }

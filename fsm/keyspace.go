@@ -80,8 +80,11 @@ func (c *Ctx) scanBucket() bucketID { return bucketIDScan0 + bucketID(c.DB) }
 const keyPrefix = 'k'
 
 // MaxKeyLen is the longest key redraft stores: bbolt's key limit less the
-// prefix. Redis allows longer keys; redraft refuses them with an error.
-const MaxKeyLen = bolt.MaxKeySize - 1
+// longest prefix a key gets in any bucket, the expires index's deadline and
+// database (9 bytes). A key the data bucket could take but an index could
+// not would fail halfway through a write. Redis allows longer keys;
+// redraft refuses them up front with an error.
+const MaxKeyLen = bolt.MaxKeySize - 9
 
 // lookupKey is key as stored, in a scratch buffer: the view copies keys it
 // keeps.
@@ -228,9 +231,9 @@ func expiryKey(deadline int64, db int, key []byte) []byte {
 	return append(b, key...)
 }
 
-// Expired lists up to max keys whose deadline is at or before now, grouped
-// by database: what the leader proposes to delete.
-func (f *FSM) Expired(now int64, max int) map[int][][]byte {
+// Expired lists up to limit keys whose deadline is at or before now,
+// grouped by database: what the leader proposes to delete.
+func (f *FSM) Expired(now int64, limit int) map[int][][]byte {
 	out := map[int][][]byte{}
 	f.read(func(v *view, _ *meta) {
 		cur := v.cursor(bucketIDExpires)
@@ -238,7 +241,7 @@ func (f *FSM) Expired(now int64, max int) map[int][][]byte {
 		if k != nil {
 			f.expiry.advance(k)
 		}
-		for n := 0; k != nil && n < max; k, _ = cur.Next() {
+		for n := 0; k != nil && n < limit; k, _ = cur.Next() {
 			if int64(binary.BigEndian.Uint64(k[:8])) > now {
 				break
 			}
@@ -262,12 +265,17 @@ func (f *FSM) Expired(now int64, max int) map[int][][]byte {
 // sorts before it; a restore forgets it. It is this node's alone, not part
 // of the replicated state: only where a scan starts depends on it, not
 // what the scan finds.
+//
+// f.mu orders lower and reset (under the write lock, in apply and
+// restore) against a scan (under the read lock); mu is for two scans at
+// once.
 type expiryHint struct {
 	mu   sync.Mutex
-	from []byte // nil: the start of the index
+	from []byte // nil: the start of the index; never written in place
 }
 
-// start returns where a scan starts.
+// start returns where a scan starts. The slice is shared: advance and
+// lower replace it rather than write into it.
 func (h *expiryHint) start() []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -116,7 +116,7 @@ func (l *layer) set(b bucketID, key []byte, s slot) {
 //
 // Only the keys added since the last call are sorted, then merged in: the
 // active layer holds up to flushEntries keys, and a reader that comes
-// back often (the leader's expiry sweep, ten times a second) would
+// back often (the leader's expiry sweep, fifty times a second) would
 // otherwise sort all of them each time, holding up applies meanwhile. With
 // 60k keys with a TTL that took 10-20 ms a sweep.
 func (l *layer) keysInOrder(b bucketID) []string {
@@ -130,8 +130,9 @@ func (l *layer) keysInOrder(b bucketID) []string {
 	return l.sorted[b]
 }
 
-// mergeSorted returns the sorted union of a and b, sorted and disjoint, in
-// a new slice.
+// mergeSorted returns the sorted union of a and b, which must be sorted and
+// disjoint. It never writes into a or b (a reader may hold a), so the
+// result is a new slice, or b itself when a is empty.
 func mergeSorted(a, b []string) []string {
 	if len(a) == 0 {
 		return b

@@ -83,11 +83,11 @@ func (n *Node) applyLocal(entries []fsm.Entry) [][]byte {
 	return n.prop.propose(entries)
 }
 
-// Active expiry deletes up to sweepKeys keys every sweepEvery: 10k keys a
-// second, in small entries. Each entry applies whole on every node, and
-// whatever committed behind it (a PUBLISH, say) waits: a 1,000-key entry
-// took ~6 ms to apply, and while 60k keys expired at once pub/sub delivery
-// p99 went from ~8 to 20-50 ms.
+// Active expiry deletes up to sweepKeys keys every sweepEvery (at most 10k
+// keys a second), in small entries. Each entry applies whole on every node,
+// and whatever committed behind it (a PUBLISH, say) waits: a 1,000-key
+// entry took ~6 ms to apply, and while 60k keys expired at once pub/sub
+// delivery p99 went from ~8 to 20-50 ms.
 const (
 	sweepEvery = 20 * time.Millisecond
 	sweepKeys  = 200
