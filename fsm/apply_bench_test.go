@@ -44,3 +44,49 @@ func benchApply(b *testing.B, batch int) {
 func BenchmarkApply40(b *testing.B)   { benchApply(b, 40) }
 func BenchmarkApply320(b *testing.B)  { benchApply(b, 320) }
 func BenchmarkApply2000(b *testing.B) { benchApply(b, 2000) }
+
+// BenchmarkExpirySweep is the leader's search for due keys (Expired) while
+// 60k keys with a TTL, already flushed to bbolt, expire and new ones keep
+// arriving. Between searches (not timed) it applies the deletion of the 200
+// keys found and 200 new SETs with a TTL, as the sweep's entry and the
+// clients' would.
+func BenchmarkExpirySweep(b *testing.B) {
+	f, err := Open(filepath.Join(b.TempDir(), "fsm.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	idx, next := uint64(1), 0
+	set := func(now int64, n int) {
+		args := make([][][]byte, n)
+		for i := range args {
+			args[i] = [][]byte{[]byte("set"), []byte(fmt.Sprintf("lock:%09d", next)), []byte("host"), []byte("px"), []byte("10")}
+			next++
+		}
+		logs := make([]*raft.Log, n)
+		for i := range logs {
+			e := Entry{Now: now, Args: args[i]}
+			logs[i] = &raft.Log{Index: idx, Type: raft.LogCommand, Data: e.Encode()}
+			idx++
+		}
+		f.ApplyBatch(logs)
+	}
+	for i := 0; i < 60000/500; i++ {
+		set(1, 500)
+	}
+	f.flush()
+	now := int64(1000) // every key so far is due
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StartTimer()
+		due := f.Expired(now, 200)[0]
+		b.StopTimer()
+		e := Entry{Now: now, Args: append([][]byte{[]byte("redraft.expire")}, due...)}
+		f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: e.Encode()}})
+		idx++
+		set(now, 200)
+		if len(due) == 0 { // caught up: make the next round's keys due
+			now += 1000
+		}
+	}
+}

@@ -299,7 +299,7 @@ func cmdSweep(c *Ctx, args [][]byte) {
 			continue
 		}
 		if r, ok := decodeRecord(v); ok && r.deadline != 0 && r.deadline <= c.Now {
-			c.del(k)
+			c.remove(k, r)
 			n++
 		}
 	}

@@ -163,7 +163,12 @@ func (c *Ctx) del(key []byte) bool {
 		return false
 	}
 	r, _ := decodeRecord(old)
-	live := r.deadline == 0 || r.deadline > c.Now
+	c.remove(key, r)
+	return r.deadline == 0 || r.deadline > c.Now
+}
+
+// remove deletes key, stored as r, with its index entries.
+func (c *Ctx) remove(key []byte, r record) {
 	if r.deadline != 0 {
 		c.v.delete(bucketIDExpires, expiryKey(r.deadline, c.DB, key))
 		c.meta.expires[c.DB]--
@@ -171,7 +176,6 @@ func (c *Ctx) del(key []byte) bool {
 	c.v.delete(c.scanBucket(), scanKey(key))
 	c.v.delete(c.dbBucket(), c.lookupKey(key))
 	c.meta.keys[c.DB]--
-	return live
 }
 
 func (c *Ctx) count(db int) int64 { return c.meta.keys[db] }

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math/bits"
 	"math/rand"
 	"path/filepath"
 	"sort"
@@ -102,17 +103,19 @@ func TestViewMergesLayers(t *testing.T) {
 	}
 }
 
-// A layer's sorted keys stay right while keys keep arriving between reads
-// (they are merged in, not re-sorted), and a slice handed out earlier is
-// left as it was.
+// A layer's sorted runs stay right while keys keep arriving between reads
+// (they are sorted into new runs and merged, not re-sorted): each run is
+// sorted, together they hold every key once, there are O(log n) of them,
+// and runs handed out earlier are left as they were.
 func TestLayerKeysInOrderAcrossWrites(t *testing.T) {
 	rng := rand.New(rand.NewSource(11))
 	const b = bucketIDExpires
 	l := newLayer()
-	var prev, prevWant []string
-	for round := 0; round < 50; round++ {
+	var prev [][]string
+	prevWant := fmt.Sprint(prev)
+	for round := 0; round < 300; round++ {
 		for i := rng.Intn(40); i > 0; i-- {
-			k := fmt.Sprintf("k%04d", rng.Intn(2000))
+			k := fmt.Sprintf("k%05d", rng.Intn(20000))
 			l.set(b, []byte(k), slot{gone: rng.Intn(2) == 0})
 		}
 		var want []string
@@ -120,14 +123,28 @@ func TestLayerKeysInOrderAcrossWrites(t *testing.T) {
 			want = append(want, k)
 		}
 		sort.Strings(want)
-		got := l.keysInOrder(b)
+		runs := l.keysInOrder(b)
+		var got []string
+		for i, run := range runs {
+			if !sort.StringsAreSorted(run) {
+				t.Fatalf("round %d: run %d is not sorted", round, i)
+			}
+			got = append(got, run...)
+		}
+		sort.Strings(got)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("round %d:\n got %v\nwant %v", round, got, want)
 		}
-		if fmt.Sprint(prev) != fmt.Sprint(prevWant) {
-			t.Fatalf("round %d: an earlier slice changed", round)
+		if max := 2 + bits.Len(uint(len(want))); len(runs) > max {
+			t.Fatalf("round %d: %d runs for %d keys", round, len(runs), len(want))
 		}
-		prev, prevWant = got, want
+		if fmt.Sprint(prev) != prevWant {
+			t.Fatalf("round %d: runs handed out earlier changed", round)
+		}
+		prev, prevWant = runs, fmt.Sprint(runs)
+		if flat := l.sortedKeys(b); fmt.Sprint(flat) != fmt.Sprint(want) {
+			t.Fatalf("round %d: sortedKeys gave %d keys, want %d", round, len(flat), len(want))
+		}
 	}
 }
 
