@@ -367,18 +367,22 @@ func (c *cursor) Next() ([]byte, []byte) {
 	return c.current()
 }
 
-// min is the smallest key among the sources' current positions.
+// min is the smallest key among the sources' current positions (bbolt's
+// on a tie), converted once: there are O(log n) runs per layer to compare.
 func (c *cursor) min() []byte {
-	var m []byte
-	if c.bk != nil {
-		m = c.bk
-	}
+	best, bestKey := -1, "" // the run holding the smallest key; -1: bbolt
 	for i := range c.layers {
-		if k, ok := c.layers[i].key(); ok && (m == nil || k < string(m)) {
-			m = []byte(k)
+		k, ok := c.layers[i].key()
+		switch {
+		case !ok:
+		case best < 0 && (c.bk == nil || k < string(c.bk)), best >= 0 && k < bestKey:
+			best, bestKey = i, k
 		}
 	}
-	return m
+	if best < 0 {
+		return c.bk // nil when every source is done
+	}
+	return []byte(bestKey)
 }
 
 // skip advances every source positioned at k.

@@ -12,9 +12,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// A view over bbolt and two layers reads like the single map you get by
-// applying the file, then the frozen layer, then the active one: Get, full
-// iteration and Seek.
+// A view over bbolt and two layers, each with keys in several sorted runs,
+// reads like the single map you get by applying the file, then the frozen
+// layer, then the active one: Get, full iteration and Seek.
 func TestViewMergesLayers(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"), 0o600, nil)
@@ -45,6 +45,9 @@ func TestViewMergesLayers(t *testing.T) {
 	frozen, active := newLayer(), newLayer()
 	for _, l := range []*layer{frozen, active} {
 		for i := 0; i < 120; i++ {
+			if rng.Intn(15) == 0 {
+				l.keysInOrder(b) // several sorted runs per layer
+			}
 			k := key()
 			if rng.Intn(3) == 0 {
 				l.set(b, []byte(k), slot{gone: true})

@@ -96,26 +96,35 @@ EVAL_RMW=$(cat lua/testdata/bench_rmw.lua) # also lua's BenchmarkEvalBenchRMW an
 declare -A R
 targets="durable mem leader follower"
 portof() { case $1 in durable) echo "$rd_durable";; mem) echo "$rd_mem";; leader) echo "${port[$leader]}";; follower) echo "${port[$follower]}";; esac; }
-# expiring PORT: 1 while a key with a TTL is left (INFO keyspace's expires).
-expiring() { redis-cli -p "$1" info keyspace | grep -c 'expires=[1-9]' || true; }
+# expiring PORT: how many databases still hold a key with a TTL (INFO
+# keyspace's expires), or "?" when the server does not answer.
+expiring() {
+  local info
+  info=$(redis-cli -p "$1" info keyspace 2>/dev/null) || { echo "?"; return; }
+  grep -c 'expires=[1-9]' <<<"$info" || true
+}
+# waitexpired PORT...: until no server holds a key with a TTL (60 s at most).
 waitexpired() {
   local q
   for q in "$@"; do
-    for _ in $(seq 600); do [ "$(expiring "$q")" = 0 ] && break; sleep 0.1; done
+    for _ in $(seq 600); do [ "$(expiring "$q")" = 0 ] && continue 2; sleep 0.1; done
+    echo "warning: keys with a TTL still on :$q after 60 s" >&2
   done
 }
+allservers() { waitexpired "$rd_durable" "$rd_mem" "${port[1]}" "${port[2]}" "${port[3]}"; }
 
-# The lock test's keys (10 s TTL) would expire during the tests after it,
+# The lock test's keys (10 s TTL) would expire during the runs after it,
 # and on redraft expiry is replicated work on every node (see the pub/sub
-# section): each row should measure its own command, so the next test waits
-# until they are gone.
+# section); the follower's run would also find the leader's keys still
+# there and its SET NX write nothing. Each row should measure its own
+# command, so every run after a lock run waits until its keys are gone.
 for p in 1 16; do
   for t in $TESTS; do
     for tg in $targets; do
       R[$tg,$t,$p]=$(bench "$(portof "$tg")" "$t" "$p")
       echo "P$p $t $tg: ${R[$tg,$t,$p]}"
+      if [ "$t" = lock ]; then allservers; fi
     done
-    [ "$t" = lock ] && waitexpired "$rd_durable" "$rd_mem" "${port[1]}" "${port[2]}" "${port[3]}"
   done
 done
 
@@ -140,12 +149,11 @@ if [ "${BENCH_QUICK:-}" = 1 ]; then cat "$out/throughput.md"; exit 0; fi
 # lost, duplicated or reordered. Against redis-server (one node) with the
 # same tool for scale.
 #
-# The first runs measure delivery with no key expiring (they wait, should
-# the lock test's keys be left); the second runs measure it while 50k keys
-# expire (SET ... EX 3 just before the run: they expire from its second
-# second on), as a mass lock expiry would. Expiry is work on every node (a
-# log entry every 20 ms, a deletion per key on each), so on two shared
-# cores it shows in the tail.
+# The first runs measure delivery with no key expiring on any server; the
+# second runs measure it while 50k keys expire (SET ... EX 3 just before
+# the run: they expire from its second second on), as a mass lock expiry
+# would. Expiry is work on every node (a log entry every 20 ms, a deletion
+# per key on each), so on two shared cores it shows in the tail.
 go build -o "$work/redraft-bench" ./cmd/redraft-bench
 addrs="127.0.0.1:${port[1]},127.0.0.1:${port[2]},127.0.0.1:${port[3]}"
 {
@@ -154,9 +162,9 @@ addrs="127.0.0.1:${port[1]},127.0.0.1:${port[2]},127.0.0.1:${port[3]}"
   for run in idle expiring; do
     for tg in redraft redis; do
       a=$addrs; p=${port[$leader]}; [ $tg = redis ] && { a="127.0.0.1:$rd_mem"; p=$rd_mem; }
+      allservers # nothing left expiring from a run before, on any server
       if [ $run = idle ]; then
         label=$tg
-        if [ $tg = redraft ]; then waitexpired "${port[1]}" "${port[2]}" "${port[3]}"; else waitexpired "$rd_mem"; fi
       else
         label="$tg, 50k keys expiring"
         redis-benchmark -p "$p" -c 50 -n 50000 -P 16 -r 100000000 -q SET 'exp:__rand_int__' v EX 3 >/dev/null
