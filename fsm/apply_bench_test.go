@@ -58,18 +58,13 @@ func BenchmarkExpirySweep(b *testing.B) {
 	defer f.Close()
 	idx, next := uint64(1), 0
 	set := func(now int64, n int) {
-		args := make([][][]byte, n)
-		for i := range args {
-			args[i] = [][]byte{[]byte("set"), []byte(fmt.Sprintf("lock:%09d", next)), []byte("host"), []byte("px"), []byte("10")}
+		var cmds []string
+		for ; n > 0; n-- {
+			cmds = append(cmds, fmt.Sprintf("set lock:%09d host px 10", next))
 			next++
 		}
-		logs := make([]*raft.Log, n)
-		for i := range logs {
-			e := Entry{Now: now, Args: args[i]}
-			logs[i] = &raft.Log{Index: idx, Type: raft.LogCommand, Data: e.Encode()}
-			idx++
-		}
-		f.ApplyBatch(logs)
+		f.ApplyBatch(logOf(idx, []int64{now}, cmds...))
+		idx += uint64(len(cmds))
 	}
 	for i := 0; i < 60000/500; i++ {
 		set(1, 500)

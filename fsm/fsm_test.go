@@ -379,25 +379,19 @@ func TestLongestKeyFitsEveryIndex(t *testing.T) {
 	long := strings.Repeat("k", MaxKeyLen)
 	tooLong := long + "k"
 	now := int64(1_000_000)
-	run := func(index uint64, args ...string) string {
-		var b [][]byte
-		for _, a := range args {
-			b = append(b, []byte(a))
-		}
-		e := Entry{Now: now, Args: b}
-		r := f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: e.Encode()}})
-		return reply(r[0])
+	run := func(index uint64, c string) string {
+		return reply(f.ApplyBatch(logOf(index, []int64{now}, c))[0])
 	}
-	if got := run(1, "set", long, "v", "px", "10"); got != "+OK\r\n" {
+	if got := run(1, "set "+long+" v px 10"); got != "+OK\r\n" {
 		t.Fatalf("set of a %d-byte key with a TTL: %q", MaxKeyLen, got)
 	}
-	if got := run(2, "set", tooLong, "v", "px", "10"); got != "-"+ErrKeyTooLong+"\r\n" {
+	if got := run(2, "set "+tooLong+" v px 10"); got != "-"+ErrKeyTooLong+"\r\n" {
 		t.Fatalf("set of a %d-byte key: %q", MaxKeyLen+1, got)
 	}
-	if got := run(3, "set", "short", "v"); got != "+OK\r\n" {
+	if got := run(3, "set short v"); got != "+OK\r\n" {
 		t.Fatal(got)
 	}
-	if got := run(4, "rename", "short", tooLong); got != "-"+ErrKeyTooLong+"\r\n" {
+	if got := run(4, "rename short "+tooLong); got != "-"+ErrKeyTooLong+"\r\n" {
 		t.Fatalf("rename to a %d-byte key: %q", MaxKeyLen+1, got)
 	}
 	if keys, expires := f.KeyCounts(); keys[0] != 2 || expires[0] != 1 {

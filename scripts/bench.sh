@@ -103,15 +103,15 @@ expiring() {
   info=$(redis-cli -p "$1" info keyspace 2>/dev/null) || { echo "?"; return; }
   grep -c 'expires=[1-9]' <<<"$info" || true
 }
-# waitexpired PORT...: until no server holds a key with a TTL (60 s at most).
+# waitexpired: until no server, redis or redraft, holds a key with a TTL
+# (60 s at most each).
 waitexpired() {
   local q
-  for q in "$@"; do
+  for q in "$rd_durable" "$rd_mem" "${port[1]}" "${port[2]}" "${port[3]}"; do
     for _ in $(seq 600); do [ "$(expiring "$q")" = 0 ] && continue 2; sleep 0.1; done
     echo "warning: keys with a TTL still on :$q after 60 s" >&2
   done
 }
-allservers() { waitexpired "$rd_durable" "$rd_mem" "${port[1]}" "${port[2]}" "${port[3]}"; }
 
 # The lock test's keys (10 s TTL) would expire during the runs after it,
 # and on redraft expiry is replicated work on every node (see the pub/sub
@@ -123,7 +123,7 @@ for p in 1 16; do
     for tg in $targets; do
       R[$tg,$t,$p]=$(bench "$(portof "$tg")" "$t" "$p")
       echo "P$p $t $tg: ${R[$tg,$t,$p]}"
-      if [ "$t" = lock ]; then allservers; fi
+      if [ "$t" = lock ]; then waitexpired; fi
     done
   done
 done
@@ -161,13 +161,13 @@ addrs="127.0.0.1:${port[1]},127.0.0.1:${port[2]},127.0.0.1:${port[3]}"
   echo "| --- | --- | --- | --- |"
   for run in idle expiring; do
     for tg in redraft redis; do
-      a=$addrs; p=${port[$leader]}; [ $tg = redis ] && { a="127.0.0.1:$rd_mem"; p=$rd_mem; }
-      allservers # nothing left expiring from a run before, on any server
+      a=$addrs; fillport=${port[$leader]}; [ $tg = redis ] && { a="127.0.0.1:$rd_mem"; fillport=$rd_mem; }
+      waitexpired # nothing left expiring from a run before, on any server
       if [ $run = idle ]; then
         label=$tg
       else
         label="$tg, 50k keys expiring"
-        redis-benchmark -p "$p" -c 50 -n 50000 -P 16 -r 100000000 -q SET 'exp:__rand_int__' v EX 3 >/dev/null
+        redis-benchmark -p "$fillport" -c 50 -n 50000 -P 16 -r 100000000 -q SET 'exp:__rand_int__' v EX 3 >/dev/null
       fi
       "$work/redraft-bench" pubsub --addrs "$a" --subscribers 100 --rate 1000 --duration 10s --json >"$work/pubsub-$tg.json"
       python3 - "$label" "$work/pubsub-$tg.json" <<'PY'
