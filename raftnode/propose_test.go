@@ -76,6 +76,45 @@ func TestProposerPacksQueuedWritesIntoOneEntryPerDatabase(t *testing.T) {
 	}
 }
 
+// A second batch leaves while one is in flight only if that one is light:
+// behind a heavy batch, writes queue for the next.
+func TestProposerStartsASecondBatchOnlyBehindALightOne(t *testing.T) {
+	n := openTestNode(t, Config{})
+	write(t, n, "SET", "setup", "1")
+	p := n.prop
+	queued := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.queue)
+	}
+
+	// As if a batch of lightBatch commands were in flight.
+	p.mu.Lock()
+	p.inflight, p.inCmds = 1, lightBatch
+	p.mu.Unlock()
+	done := make(chan [][]byte, 1)
+	go func() { done <- n.Write(0, [][][]byte{{[]byte("SET"), []byte("k"), []byte("v")}}) }()
+	waitFor(t, func() bool { return queued() == 1 || len(done) == 1 }, func() string { return "the write neither queued nor finished" })
+	if len(done) == 1 {
+		t.Fatalf("a write left beside a batch of %d commands: %q", lightBatch, <-done)
+	}
+
+	// The batch in flight is light after all: the queued write leaves.
+	p.mu.Lock()
+	p.inCmds = lightBatch - 1
+	p.startLocked()
+	p.mu.Unlock()
+	if r := <-done; string(r[0]) != "+OK\r\n" {
+		t.Fatalf("SET behind a light batch: %q", r[0])
+	}
+	p.mu.Lock()
+	if p.inflight != 1 || p.inCmds != lightBatch-1 {
+		t.Errorf("after the second batch: %d in flight holding %d commands, want 1 and %d", p.inflight, p.inCmds, lightBatch-1)
+	}
+	p.inflight, p.inCmds = 0, 0
+	p.mu.Unlock()
+}
+
 func TestSettleKeepsRetriesInOrder(t *testing.T) {
 	ok := []byte("+OK\r\n")
 	for _, c := range []struct {
