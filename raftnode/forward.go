@@ -7,15 +7,25 @@ import (
 	"github.com/redraft/redraft/fsm"
 )
 
-// forwarder coalesces concurrent forwards to the leader: while RPCs are in
+// forwarder coalesces concurrent forwards to the leader: while an RPC is in
 // flight, new requests queue up and leave together in the next one. Fifty
 // clients on a follower then cost a few RPCs per commit instead of fifty.
+//
+// Requests queue by the leader they are bound for, each leader with its
+// own RPCs in flight: an RPC to a leader that stopped answering (deposed,
+// or cut off one way) waits out its deadline, and must not hold up writes
+// bound for its successor.
 type forwarder struct {
-	n        *Node
-	mu       sync.Mutex
-	queue    []*forwardReq
-	inflight int // RPCs in flight
-	inCmds   int // commands in them
+	n      *Node
+	mu     sync.Mutex
+	routes map[string]*route // by leader address
+}
+
+// route is the forwarding state toward one leader.
+type route struct {
+	queue []*forwardReq
+	rpcs  int // RPCs in flight
+	cmds  int // commands in them
 }
 
 // maxForwardRPCs bounds the forwarding RPCs in flight from one node. Each
@@ -34,7 +44,6 @@ const maxForwardRPCs = maxProposalsInFlight
 const maxForwardBatch = 4096
 
 type forwardReq struct {
-	leader    string
 	entries   []fsm.Entry
 	done      chan struct{}
 	replies   [][]byte
@@ -44,38 +53,44 @@ type forwardReq struct {
 // do forwards entries (in order) to leader and returns the replies of a
 // prefix of them; see forwardRPC.
 func (f *forwarder) do(leader string, entries []fsm.Entry) ([][]byte, bool) {
-	r := &forwardReq{leader: leader, entries: entries, done: make(chan struct{})}
+	r := &forwardReq{entries: entries, done: make(chan struct{})}
 	f.mu.Lock()
-	f.queue = append(f.queue, r)
-	f.startLocked()
+	if f.routes == nil {
+		f.routes = map[string]*route{}
+	}
+	rt := f.routes[leader]
+	if rt == nil {
+		rt = &route{}
+		f.routes[leader] = rt
+	}
+	rt.queue = append(rt.queue, r)
+	f.startLocked(leader, rt)
 	f.mu.Unlock()
 	<-r.done // bounded: every RPC has a deadline
 	return r.replies, r.uncertain
 }
 
-// startLocked sends queued requests while RPC slots are free, each RPC
-// taking the queued requests bound for the same leader.
-func (f *forwarder) startLocked() {
-	for len(f.queue) > 0 && mayStart(f.inflight, f.inCmds, maxForwardRPCs) {
-		leader := f.queue[0].leader
-		var batch, rest []*forwardReq
-		size := 0
-		for _, r := range f.queue {
-			if r.leader == leader && (len(batch) == 0 || size+len(r.entries) <= maxForwardBatch) {
-				batch = append(batch, r)
-				size += len(r.entries)
-			} else {
-				rest = append(rest, r)
-			}
+// startLocked sends rt's queued requests while it may have another RPC in
+// flight, and forgets rt once it is idle.
+func (f *forwarder) startLocked(leader string, rt *route) {
+	for len(rt.queue) > 0 && mayStart(rt.rpcs, rt.cmds, maxForwardRPCs) {
+		k, size := 1, len(rt.queue[0].entries)
+		for k < len(rt.queue) && size+len(rt.queue[k].entries) <= maxForwardBatch {
+			size += len(rt.queue[k].entries)
+			k++
 		}
-		f.queue = rest
-		f.inflight++
-		f.inCmds += size
-		go f.send(leader, batch, size)
+		batch := rt.queue[:k:k]
+		rt.queue = rt.queue[k:]
+		rt.rpcs++
+		rt.cmds += size
+		go f.send(leader, rt, batch, size)
+	}
+	if len(rt.queue) == 0 && rt.rpcs == 0 {
+		delete(f.routes, leader)
 	}
 }
 
-func (f *forwarder) send(leader string, batch []*forwardReq, size int) {
+func (f *forwarder) send(leader string, rt *route, batch []*forwardReq, size int) {
 	var all []fsm.Entry
 	for _, r := range batch {
 		all = append(all, r.entries...)
@@ -91,8 +106,8 @@ func (f *forwarder) send(leader string, batch []*forwardReq, size int) {
 		close(r.done)
 	}
 	f.mu.Lock()
-	f.inflight--
-	f.inCmds -= size
-	f.startLocked()
+	rt.rpcs--
+	rt.cmds -= size
+	f.startLocked(leader, rt)
 	f.mu.Unlock()
 }

@@ -40,10 +40,10 @@ const lightBatch = 4
 // only behind light ones: under load (50 clients: ~25 commands a batch),
 // waiting out the commit round makes half as many, twice as big entries,
 // and each entry costs an fsync and a round of RPCs on every node, so one
-// batch at a time ran SET -c 50 through the leader ~15 % faster, through
-// a follower ~15 % faster, at ~15 % less CPU a write. Light traffic (a
-// publish every millisecond) has CPU to spare and would only wait: there
-// the second batch keeps a write from sitting out a whole commit round
+// batch at a time ran SET -c 50 -P 1 8-15 % faster, through the leader or
+// a follower, at ~10 % less CPU a write. Light traffic (a publish every
+// millisecond) has CPU to spare and would only wait: there the second
+// batch keeps a write from sitting out a whole commit round
 // (docs/benchmarks.md, ninth session).
 func mayStart(inflight, cmds, limit int) bool {
 	return inflight == 0 || (inflight < limit && cmds < lightBatch)
