@@ -24,7 +24,7 @@ func benchApply(b *testing.B, batch int) {
 		logs := make([]*raft.Log, n)
 		for i := range logs {
 			e := Entry{Now: 1, Args: [][]byte{[]byte("set"), []byte(fmt.Sprintf("key:%012d", rng.Intn(100000))), []byte("xxx")}}
-			logs[i] = &raft.Log{Index: idx, Type: raft.LogCommand, Data: e.Encode()}
+			logs[i] = entryLog(idx, e)
 			idx++
 		}
 		return logs
@@ -77,7 +77,7 @@ func BenchmarkExpirySweep(b *testing.B) {
 		due := f.Expired(now, 200)[0]
 		b.StopTimer()
 		e := Entry{Now: now, Args: append([][]byte{[]byte("redraft.expire")}, due...)}
-		f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: e.Encode()}})
+		f.ApplyBatch([]*raft.Log{entryLog(idx, e)})
 		idx++
 		set(now, 200)
 		if len(due) == 0 { // caught up: make the next round's keys due

@@ -36,10 +36,14 @@ func cmd(s string) [][]byte {
 func logOf(start uint64, now []int64, cmds ...string) []*raft.Log {
 	var logs []*raft.Log
 	for i, c := range cmds {
-		e := Entry{Now: now[i%len(now)], Args: cmd(c)}
-		logs = append(logs, &raft.Log{Index: start + uint64(i), Type: raft.LogCommand, Data: e.Encode()})
+		logs = append(logs, entryLog(start+uint64(i), Entry{Now: now[i%len(now)], Args: cmd(c)}))
 	}
 	return logs
+}
+
+// entryLog is e as the raft log entry at index.
+func entryLog(index uint64, e Entry) *raft.Log {
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: e.Encode()}
 }
 
 func reply(v interface{}) string { return string(v.([]byte)) }

@@ -77,7 +77,7 @@ func TestPublishDoesNotGrowSnapshots(t *testing.T) {
 			var logs []*raft.Log
 			for i := 0; i < 100; i++ {
 				e := Entry{Now: 1000, Args: [][]byte{[]byte("publish"), []byte("ch"), payload}}
-				logs = append(logs, &raft.Log{Index: idx, Type: raft.LogCommand, Data: e.Encode()})
+				logs = append(logs, entryLog(idx, e))
 				idx++
 			}
 			f.ApplyBatch(logs)

@@ -55,9 +55,6 @@ type forwardReq struct {
 func (f *forwarder) do(leader string, entries []fsm.Entry) ([][]byte, bool) {
 	r := &forwardReq{entries: entries, done: make(chan struct{})}
 	f.mu.Lock()
-	if f.routes == nil {
-		f.routes = map[string]*route{}
-	}
 	rt := f.routes[leader]
 	if rt == nil {
 		rt = &route{}

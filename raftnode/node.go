@@ -130,7 +130,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, pool: newPool(), stop: make(chan struct{}), raftDown: make(chan struct{})}
-	n.fwd = &forwarder{n: n}
+	n.fwd = &forwarder{n: n, routes: map[string]*route{}}
 	n.prop = &proposer{n: n, limit: maxProposalsInFlight}
 	// A read waits for its round without a deadline of its own (ReadBarrier),
 	// perhaps behind a round already running: two rounds must fit in how
